@@ -1,0 +1,44 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TAVLE_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
+
+export TAVLE_DATABASE_URL ?= sqlite+aiosqlite:///var/tavle.db
+
+.PHONY: install run test test-postgres lint schema bench clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	mkdir -p var
+	$(BIN)/tavle migrate
+	TAVLE_DEMO=1 $(BIN)/tavle demo --if-empty
+	TAVLE_DEMO=1 $(BIN)/tavle serve
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-postgres: $(STAMP)
+	TAVLE_TEST_DATABASE_URL=$(TAVLE_TEST_DATABASE_URL) TAVLE_TEST_REQUIRE_POSTGRES=1 \
+		$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+schema: $(STAMP)
+	$(BIN)/tavle schema > schema.graphql
+
+bench: $(STAMP)
+	$(BIN)/python bench/read_api.py
+
+clean:
+	rm -rf $(VENV) var *.egg-info

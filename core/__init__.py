@@ -1,0 +1,1 @@
+"""Tavle: a GraphQL platform for a Norwegian municipality's school administration."""

@@ -1,0 +1,280 @@
+"""Scopes compiled to SQL: the relationship strategies of the authorization model.
+
+Each function turns a caller's scoped grants for one resource into a boolean SQL
+expression over the columns of the query it is used in, so the database returns only rows
+in scope. Nothing is fetched first and filtered in Python. No grant yields `false()`.
+
+What each scope means per kind of row:
+
+- municipality: every row.
+- school: students enrolled at the grant's school, their guardians, employees employed
+  there, its groups; municipality-wide grants cover every school.
+- own_groups: students of groups the person teaches, their guardians, the groups' teachers,
+  those groups and their schools. own_sfo_groups: the same, SFO groups only.
+- own_children: children with parental responsibility, the children's groups, schools and
+  teachers; as a guardian row only the person themself.
+- self: the person themself; for a student also their groups, school and teachers.
+
+Students, groups and teaching relations count in the current school year.
+`guardian_messages` applies to messages only (see core/messaging).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import ColumnElement, false, or_, select, true
+from sqlalchemy.sql import Select
+
+from core.access.grants import Principal, ScopedGrant
+from core.models import (
+    Employment,
+    Enrolment,
+    Group,
+    GroupKind,
+    GroupMembership,
+    GroupTeacher,
+    Guardianship,
+)
+
+
+def _any(conditions: Iterable[ColumnElement[bool]]) -> ColumnElement[bool]:
+    conditions = list(conditions)
+    if not conditions:
+        return false()
+    return conditions[0] if len(conditions) == 1 else or_(*conditions)
+
+
+def _taught_group_ids(principal: Principal, sfo_only: bool) -> Select[tuple[int]]:
+    query = (
+        select(GroupTeacher.group_id)
+        .join(Group, Group.id == GroupTeacher.group_id)
+        .where(
+            GroupTeacher.employee_id == principal.person_id,
+            Group.school_year_id == principal.current_school_year_id,
+        )
+    )
+    if sfo_only:
+        query = query.where(Group.kind == GroupKind.SFO)
+    return query
+
+
+def _taught_student_ids(principal: Principal, sfo_only: bool) -> Select[tuple[int]]:
+    return select(GroupMembership.student_id).where(
+        GroupMembership.group_id.in_(_taught_group_ids(principal, sfo_only))
+    )
+
+
+def _children_ids(principal: Principal) -> Select[tuple[int]]:
+    return select(Guardianship.student_id).where(
+        Guardianship.guardian_id == principal.person_id,
+        Guardianship.parental_responsibility.is_(True),
+    )
+
+
+def _enrolled_at(school_id: int | None, principal: Principal) -> Select[tuple[int]]:
+    query = select(Enrolment.student_id).where(
+        Enrolment.school_year_id == principal.current_school_year_id
+    )
+    if school_id is not None:
+        query = query.where(Enrolment.school_id == school_id)
+    return query
+
+
+def _groups_of_students(
+    student_ids: Select[tuple[int]], principal: Principal
+) -> Select[tuple[int]]:
+    return (
+        select(GroupMembership.group_id)
+        .join(Group, Group.id == GroupMembership.group_id)
+        .where(
+            GroupMembership.student_id.in_(student_ids),
+            Group.school_year_id == principal.current_school_year_id,
+        )
+    )
+
+
+def students(
+    principal: Principal,
+    grants: Iterable[ScopedGrant],
+    student_id: ColumnElement[int],
+    school_id: ColumnElement[int] | None = None,
+) -> ColumnElement[bool]:
+    """Students in scope. `school_id` is the query's current-enrolment school column, when
+    the query has one; without it the school scope is checked by a subquery."""
+    conditions: list[ColumnElement[bool]] = []
+    for grant in grants:
+        match grant.scope:
+            case "municipality":
+                return true()
+            case "school":
+                if grant.school_id is None:
+                    return true()
+                if school_id is not None:
+                    conditions.append(school_id == grant.school_id)
+                else:
+                    conditions.append(student_id.in_(_enrolled_at(grant.school_id, principal)))
+            case "own_groups" | "own_sfo_groups":
+                conditions.append(
+                    student_id.in_(_taught_student_ids(principal, grant.scope == "own_sfo_groups"))
+                )
+            case "own_children":
+                conditions.append(student_id.in_(_children_ids(principal)))
+            case "self":
+                conditions.append(student_id == principal.person_id)
+    return _any(conditions)
+
+
+def guardians(
+    principal: Principal, grants: Iterable[ScopedGrant], guardian_id: ColumnElement[int]
+) -> ColumnElement[bool]:
+    """Guardians in scope: guardians of students in scope, or the person themself."""
+    conditions: list[ColumnElement[bool]] = []
+    for grant in grants:
+        match grant.scope:
+            case "municipality":
+                return true()
+            case "school":
+                if grant.school_id is None:
+                    return true()
+                conditions.append(
+                    guardian_id.in_(
+                        select(Guardianship.guardian_id).where(
+                            Guardianship.student_id.in_(_enrolled_at(grant.school_id, principal))
+                        )
+                    )
+                )
+            case "own_groups" | "own_sfo_groups":
+                conditions.append(
+                    guardian_id.in_(
+                        select(Guardianship.guardian_id).where(
+                            Guardianship.student_id.in_(
+                                _taught_student_ids(principal, grant.scope == "own_sfo_groups")
+                            )
+                        )
+                    )
+                )
+            case "own_children" | "self":
+                conditions.append(guardian_id == principal.person_id)
+    return _any(conditions)
+
+
+def employees(
+    principal: Principal, grants: Iterable[ScopedGrant], employee_id: ColumnElement[int]
+) -> ColumnElement[bool]:
+    """Employees in scope."""
+    conditions: list[ColumnElement[bool]] = []
+    for grant in grants:
+        match grant.scope:
+            case "municipality":
+                return true()
+            case "school":
+                query = select(Employment.person_id)
+                if grant.school_id is not None:
+                    query = query.where(Employment.school_id == grant.school_id)
+                conditions.append(employee_id.in_(query))
+            case "own_groups" | "own_sfo_groups":
+                groups = _taught_group_ids(principal, grant.scope == "own_sfo_groups")
+                conditions.append(
+                    employee_id.in_(
+                        select(GroupTeacher.employee_id).where(GroupTeacher.group_id.in_(groups))
+                    )
+                )
+            case "own_children" | "self":
+                learners = (
+                    _children_ids(principal)
+                    if grant.scope == "own_children"
+                    else select(GroupMembership.student_id).where(
+                        GroupMembership.student_id == principal.person_id
+                    )
+                )
+                teachers = select(GroupTeacher.employee_id).where(
+                    GroupTeacher.group_id.in_(_groups_of_students(learners, principal))
+                )
+                conditions.append(employee_id.in_(teachers))
+                if grant.scope == "self":
+                    conditions.append(employee_id == principal.person_id)
+    return _any(conditions)
+
+
+def groups(principal: Principal, grants: Iterable[ScopedGrant]) -> ColumnElement[bool]:
+    """Groups in scope (any school year; callers add the year they list)."""
+    conditions: list[ColumnElement[bool]] = []
+    for grant in grants:
+        match grant.scope:
+            case "municipality":
+                return true()
+            case "school":
+                if grant.school_id is None:
+                    return true()
+                conditions.append(Group.school_id == grant.school_id)
+            case "own_groups" | "own_sfo_groups":
+                conditions.append(
+                    Group.id.in_(_taught_group_ids(principal, grant.scope == "own_sfo_groups"))
+                )
+            case "own_children":
+                conditions.append(
+                    Group.id.in_(_groups_of_students(_children_ids(principal), principal))
+                )
+            case "self":
+                conditions.append(
+                    Group.id.in_(
+                        select(GroupMembership.group_id).where(
+                            GroupMembership.student_id == principal.person_id
+                        )
+                    )
+                )
+    return _any(conditions)
+
+
+def schools(
+    principal: Principal, grants: Iterable[ScopedGrant], school_id: ColumnElement[int]
+) -> ColumnElement[bool]:
+    """Schools in scope."""
+    conditions: list[ColumnElement[bool]] = []
+    for grant in grants:
+        match grant.scope:
+            case "municipality":
+                return true()
+            case "school":
+                if grant.school_id is None:
+                    return true()
+                conditions.append(school_id == grant.school_id)
+            case "own_groups" | "own_sfo_groups":
+                conditions.append(
+                    school_id.in_(
+                        select(Group.school_id).where(
+                            Group.id.in_(
+                                _taught_group_ids(principal, grant.scope == "own_sfo_groups")
+                            )
+                        )
+                    )
+                )
+            case "own_children" | "self":
+                learners = (
+                    _children_ids(principal)
+                    if grant.scope == "own_children"
+                    else select(Enrolment.student_id).where(
+                        Enrolment.student_id == principal.person_id
+                    )
+                )
+                conditions.append(
+                    school_id.in_(
+                        select(Enrolment.school_id).where(
+                            Enrolment.student_id.in_(learners),
+                            Enrolment.school_year_id == principal.current_school_year_id,
+                        )
+                    )
+                )
+                if grant.scope == "self":
+                    conditions.append(
+                        school_id.in_(
+                            select(Employment.school_id).where(
+                                Employment.person_id == principal.person_id
+                            )
+                        )
+                    )
+    return _any(conditions)
+
+
+__all__ = ["employees", "groups", "guardians", "schools", "students"]

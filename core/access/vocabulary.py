@@ -1,0 +1,82 @@
+"""The words the policy files may use: resources with their actions, and scopes.
+
+A municipality adding a role uses these words; a new resource or scope needs code (a
+filter in core/access/scopes.py), which is why they are listed here and checked.
+"""
+
+from __future__ import annotations
+
+SCOPES: dict[str, str] = {
+    "municipality": "everything in the municipality",
+    "school": "rows belonging to the school the role is held at (all schools when held "
+    "municipality-wide)",
+    "own_groups": "students of groups the person is responsible for, and what hangs on them",
+    "own_sfo_groups": "like own_groups, limited to SFO groups",
+    "own_children": "the children the person has parental responsibility for",
+    "self": "the person's own record (for a student also their teachers and groups)",
+    "guardian_messages": "messages written by guardians at the school the role is held at",
+}
+
+RESOURCES: dict[str, frozenset[str]] = {
+    "school": frozenset({"read", "update"}),
+    "school_year": frozenset({"read", "read_all"}),
+    "student": frozenset({"read", "update"}),
+    "student_national_id": frozenset({"read"}),
+    "student_address": frozenset({"read"}),
+    "student_contact": frozenset({"read"}),
+    "guardian": frozenset({"read"}),
+    "guardian_contact": frozenset({"read"}),
+    "guardian_national_id": frozenset({"read"}),
+    "employee": frozenset({"read"}),
+    "employee_contact": frozenset({"read"}),
+    "employee_national_id": frozenset({"read"}),
+    "group": frozenset({"read", "update"}),
+    "enrolment": frozenset({"delete"}),
+    "role_assignment": frozenset({"read", "grant"}),
+    "special_permission": frozenset({"grant"}),
+    "audit_log": frozenset({"read"}),
+    "doctype": frozenset({"manage"}),
+    "register": frozenset({"manage"}),
+    "invoicing": frozenset({"manage"}),
+    "statistics": frozenset({"read"}),
+    "document": frozenset({"read", "create", "finalize", "send", "delete"}),
+    "document_restricted": frozenset({"read"}),
+    "archive_log": frozenset({"read", "requeue"}),
+    "absence": frozenset({"read", "create"}),
+    "remark": frozenset({"read", "create"}),
+    "assessment": frozenset({"read", "create"}),
+    "message": frozenset({"read", "send"}),
+    "guardian_message": frozenset({"read"}),
+    "bulk_message": frozenset({"send"}),
+    "emergency_sms": frozenset({"send"}),
+    "form": frozenset({"create"}),
+    "consent": frozenset({"create"}),
+    "leave_application": frozenset({"decide"}),
+    "sfo_application": frozenset({"decide"}),
+    "transport_application": frozenset({"decide"}),
+    "reduced_payment_application": frozenset({"decide"}),
+    "variable_pay": frozenset({"approve"}),
+    "exam": frozenset({"coordinate"}),
+    "person_search": frozenset({"advanced"}),
+    "guardian_information": frozenset({"toggle"}),
+}
+
+# The guardian role is never assigned by hand: parental responsibility in the population
+# register makes a person a guardian (DOMAIN.md: "automatic via ID-porten").
+GUARDIAN_ROLE = "foresatt"
+
+# The nine special permissions of the archive plan (seed 000); each is a policy subject
+# of its own and is granted per school or municipality-wide like a role.
+SPECIAL_PERMISSIONS: frozenset[str] = frozenset(
+    {
+        "avansert_personsok",
+        "eksamenskoordinator",
+        "foresatt_motta_informasjon",
+        "se_alle_skolear",
+        "skyssoknader",
+        "slett_dokument",
+        "redusert_foreldrebetaling",
+        "permisjonssoknader",
+        "slett_elev_fra_skolear",
+    }
+)

@@ -1,0 +1,1 @@
+"""Authentication: OpenID Connect (ID-porten, Feide), session tokens, demo tokens."""

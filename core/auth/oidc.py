@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import authlib.deprecate
 import httpx
 from joserfc import jwt
 from joserfc.errors import (
@@ -40,6 +41,7 @@ from joserfc.errors import (
 )
 from joserfc.jwk import KeySet
 from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -51,10 +53,11 @@ from core.db import transaction
 from core.models import OidcLoginState, Person
 from core.models.base import utcnow
 
+# Authlib 1.9 prefers the "httpx2" package and warns when it falls back to httpx, which is
+# what we install; the fallback is fully supported in this version. authlib.deprecate
+# installs an "always" filter when first imported (above), so silence it only now.
 with warnings.catch_warnings():
-    # Authlib 1.9 prefers the "httpx2" package and warns when it falls back to httpx, which
-    # is what we install; the fallback is fully supported in this version.
-    warnings.simplefilter("ignore")
+    warnings.simplefilter("ignore", authlib.deprecate.AuthlibDeprecationWarning)
     from authlib.integrations.base_client import OAuthError
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 
@@ -180,7 +183,9 @@ async def _get_json(url: str) -> dict[str, Any]:
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(
-        {"error": code, "message": message}, status_code=status, headers={"Cache-Control": "no-store"}
+        {"error": code, "message": message},
+        status_code=status,
+        headers={"Cache-Control": "no-store"},
     )
 
 
@@ -266,7 +271,7 @@ class _OidcLogin:
         provider_name = request.path_params["provider"]
         try:
             provider = _provider(request)
-            token, person_id, acr = await self._complete(request, provider)
+            token = await self._complete(request, provider)
         except LoginError as exc:
             if exc.status != 404:
                 await self._audit_failure(app_state, provider_name, exc.code)
@@ -276,9 +281,8 @@ class _OidcLogin:
             headers={"Cache-Control": "no-store"},
         )
 
-    async def _complete(
-        self, request: Request, provider: OidcProviderSettings
-    ) -> tuple[str, int, str]:
+    async def _complete(self, request: Request, provider: OidcProviderSettings) -> str:
+        """Consume the state, exchange the code, validate, map to a person: the token."""
         app_state: AppState = request.app.state.tavle
         params = request.query_params
         if "error" in params:
@@ -308,14 +312,13 @@ class _OidcLogin:
                     "unknown_person",
                     "Du er ikke registrert i skoleadministrasjonen. Kontakt skolen.",
                 )
-            token = await issue_token(
+            return await issue_token(
                 session,
                 person,
                 method=provider.name,
                 ttl_seconds=app_state.settings.session_ttl_seconds,
                 acr=acr,
             )
-            return token, person.id, acr
 
     async def _consume_state(
         self, app_state: AppState, provider: OidcProviderSettings, state: str
@@ -446,7 +449,7 @@ class _OidcLogin:
 
     async def _find_person(
         self,
-        session: Any,
+        session: AsyncSession,
         provider: OidcProviderSettings,
         discovery: dict[str, Any],
         claims: dict[str, Any],
@@ -527,7 +530,7 @@ class _OidcLogin:
         return Response(status_code=204)
 
 
-async def _person_by(session: Any, column: Any, value: str) -> Person | None:
+async def _person_by(session: AsyncSession, column: Any, value: str) -> Person | None:
     return (await session.execute(select(Person).where(column == value))).scalar_one_or_none()
 
 

@@ -1,0 +1,57 @@
+"""`tavle policy check`: the policy files, and the role assignments in the database
+against them."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import select, union_all
+from sqlalchemy.exc import SQLAlchemyError
+
+from core.access.policy import Policy, PolicyError
+from core.access.vocabulary import GUARDIAN_ROLE, SPECIAL_PERMISSIONS
+from core.config import Settings
+from core.db import create_engine, create_sessionmaker
+from core.models import RoleAssignment, SpecialPermissionAssignment
+
+
+def check_policy(settings: Settings, *, with_database: bool = True) -> list[str]:
+    """Every problem as 'file:line: message'; empty when all is well."""
+    try:
+        policy = Policy.load(settings.policies_dir)
+    except PolicyError as error:
+        return [str(p) for p in error.problems]
+    problems: list[str] = []
+    missing = sorted(SPECIAL_PERMISSIONS - policy.roles)
+    if missing:
+        problems.append(
+            f"{policy.policy_path}:0: special permissions without a p line: {', '.join(missing)}"
+        )
+    if GUARDIAN_ROLE not in policy.roles:
+        problems.append(f"{policy.policy_path}:0: the guardian role {GUARDIAN_ROLE!r} is missing")
+    if with_database:
+        problems += asyncio.run(_check_assignments(settings, policy))
+    return problems
+
+
+async def _check_assignments(settings: Settings, policy: Policy) -> list[str]:
+    engine = create_engine(settings.database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            rows = (
+                await session.execute(
+                    union_all(
+                        select(RoleAssignment.role).distinct(),
+                        select(SpecialPermissionAssignment.permission).distinct(),
+                    )
+                )
+            ).all()
+    except SQLAlchemyError as error:
+        return [f"database: cannot read role assignments ({type(error).__name__})"]
+    finally:
+        await engine.dispose()
+    return [
+        f"database: role assignments name role {role!r}, which {policy.policy_path} does not define"
+        for role in sorted({r[0] for r in rows})
+        if role not in policy.roles
+    ]

@@ -1,0 +1,129 @@
+"""`tavle policy explain USER ACTION RESOURCE_ID`: which rule lets a user act on one
+record, or why none does."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import exists, select
+
+from core.access import scopes
+from core.access.grants import Principal, ScopedGrant, load_principal
+from core.access.policy import Policy
+from core.config import Settings
+from core.db import create_engine, create_sessionmaker
+from core.models import Employment, Enrolment, Group, Guardianship, Person, School
+from core.schema import ids
+
+RESOURCE_OF_TYPE = {
+    "Student": "student",
+    "Guardian": "guardian",
+    "Employee": "employee",
+    "Group": "group",
+    "School": "school",
+}
+
+
+class ExplainError(Exception):
+    pass
+
+
+def _parse_resource_id(resource_id: str) -> tuple[str, int]:
+    if ":" in resource_id:
+        type_name, _, raw = resource_id.partition(":")
+        if not raw.isdigit():
+            raise ExplainError(f"ugyldig ressurs-ID {resource_id!r}")
+        return type_name, int(raw)
+    try:
+        return ids.decode(resource_id)
+    except Exception:
+        raise ExplainError(f"ugyldig ressurs-ID {resource_id!r}") from None
+
+
+def _condition(principal: Principal, resource: str, grant: ScopedGrant, pk: int):  # type: ignore[no-untyped-def]
+    match resource:
+        case "student":
+            return exists().where(
+                Enrolment.student_id == pk,
+                Enrolment.school_year_id == principal.current_school_year_id,
+                scopes.students(principal, [grant], Enrolment.student_id, Enrolment.school_id),
+            )
+        case "guardian":
+            return exists().where(
+                Person.id == pk,
+                Person.id.in_(select(Guardianship.guardian_id)),
+                scopes.guardians(principal, [grant], Person.id),
+            )
+        case "employee":
+            return exists().where(
+                Person.id == pk,
+                Person.id.in_(select(Employment.person_id)),
+                scopes.employees(principal, [grant], Person.id),
+            )
+        case "group":
+            return exists().where(Group.id == pk, scopes.groups(principal, [grant]))
+        case _:
+            return exists().where(School.id == pk, scopes.schools(principal, [grant], School.id))
+
+
+async def _explain(settings: Settings, username: str, action: str, resource_id: str):  # type: ignore[no-untyped-def]
+    type_name, pk = _parse_resource_id(resource_id)
+    resource = RESOURCE_OF_TYPE.get(type_name)
+    if resource is None:
+        raise ExplainError(
+            f"kan ikke forklare tilgang til {type_name!r}; bruk {', '.join(RESOURCE_OF_TYPE)}"
+        )
+    policy = Policy.load(settings.policies_dir)
+    engine = create_engine(settings.database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            person = (
+                await session.execute(select(Person).where(Person.username == username))
+            ).scalar_one_or_none()
+            if person is None:
+                raise ExplainError(f"ingen bruker heter {username!r}")
+            principal = await load_principal(session, person.id, policy)
+            lines = [f"{username} (person:{person.id}) har:"]
+            lines += [f"  {g.as_casbin_line(person.id)}" for g in principal.grants] or [
+                "  ingen roller"
+            ]
+            matching = principal.explain(resource, action)
+            if not matching:
+                lines.append(
+                    f"NEKTET: ingen av rollene gir {action!r} på {resource!r} "
+                    f"i {policy.policy_path}"
+                )
+                return False, lines
+            for grant, line in matching:
+                scoped = ScopedGrant(line.values[3], grant.school_id, grant.role)
+                inside = (
+                    await session.execute(select(_condition(principal, resource, scoped, pk)))
+                ).scalar()
+                if inside:
+                    lines.append(
+                        f"TILLATT av {line.file.name}:{line.line}: {line}  "
+                        f"(via {grant.as_casbin_line(person.id)})"
+                    )
+                    return True, lines
+            tried = ", ".join(
+                f"{line.file.name}:{line.line} ({line.values[3]})" for _, line in matching
+            )
+            lines.append(
+                f"NEKTET: {type_name}:{pk} er utenfor omfanget til reglene som gir {action!r} "
+                f"på {resource!r}: {tried}"
+            )
+            return False, lines
+    finally:
+        await engine.dispose()
+
+
+def explain(
+    settings: Settings, username: str, action: str, resource_id: str
+) -> tuple[bool, list[str]]:
+    """(allowed, lines to print)."""
+    from core.cli import CliError
+
+    try:
+        return asyncio.run(_explain(settings, username, action, resource_id))
+    except ExplainError as error:
+        raise CliError(str(error)) from None

@@ -1,0 +1,183 @@
+"""The `tavle` command: serve, migrate, demo, token, policy check|explain, schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from core.config import Settings
+
+
+class CliError(Exception):
+    """A user-facing failure: printed without a trace, exit status 1."""
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from core.app import create_app
+
+    settings = _settings()
+    uvicorn.run(
+        create_app(settings),
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_level="info",
+        proxy_headers=False,
+    )
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    from core.migrate import upgrade_sync
+
+    upgrade_sync(_settings().database_url, args.revision)
+    print(f"Databasen er migrert til {args.revision}.")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from core.db import create_engine, create_sessionmaker
+    from core.demo import database_is_empty, load_demo
+
+    async def main() -> None:
+        engine = create_engine(_settings().database_url)
+        try:
+            sessions = create_sessionmaker(engine)
+            if not await database_is_empty(sessions):
+                if args.if_empty:
+                    print("Databasen har allerede data; demodata lastes ikke.")
+                    return
+                raise CliError("Databasen har allerede data. Bruk en tom database.")
+            summary = await load_demo(
+                sessions,
+                students=args.students,
+                seed=args.seed,
+                progress=sys.stderr.isatty() or args.progress,
+            )
+            print(f"Demokommunen er lastet: {summary}")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+
+
+def cmd_token(args: argparse.Namespace) -> None:
+    from sqlalchemy import select
+
+    from core.auth.sessions import issue_token
+    from core.db import create_engine, create_sessionmaker, transaction
+    from core.models import Person
+
+    async def main() -> str:
+        settings = _settings()
+        engine = create_engine(settings.database_url)
+        try:
+            async with transaction(create_sessionmaker(engine)) as session:
+                person = (
+                    await session.execute(select(Person).where(Person.username == args.username))
+                ).scalar_one_or_none()
+                if person is None:
+                    raise CliError(f"Ingen bruker heter {args.username!r}.")
+                return await issue_token(
+                    session, person, method="cli", ttl_seconds=settings.session_ttl_seconds
+                )
+        finally:
+            await engine.dispose()
+
+    print(asyncio.run(main()))
+
+
+def cmd_policy_check(args: argparse.Namespace) -> None:
+    from core.access.check import check_policy
+
+    problems = check_policy(_settings())
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        raise CliError(f"{len(problems)} feil i tilgangspolicyen.")
+    print("Tilgangspolicyen er gyldig.")
+
+
+def cmd_policy_explain(args: argparse.Namespace) -> None:
+    from core.access.explain import explain
+
+    allowed, lines = explain(_settings(), args.user, args.action, args.resource_id)
+    for line in lines:
+        print(line)
+    if not allowed:
+        sys.exit(3)
+
+
+def cmd_schema(args: argparse.Namespace) -> None:
+    from core.schema.schema import sdl
+
+    sys.stdout.write(sdl())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tavle", description="Tavle: skoleadministrasjon")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve GraphQL over HTTP")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = commands.add_parser("migrate", help="run database migrations")
+    migrate.add_argument("revision", nargs="?", default="head")
+    migrate.set_defaults(func=cmd_migrate)
+
+    demo = commands.add_parser("demo", help="load the demo municipality")
+    demo.add_argument("--students", type=int, help="build a larger municipality of N students")
+    demo.add_argument("--seed", type=int, default=2026)
+    demo.add_argument("--if-empty", action="store_true", help="do nothing if data exists")
+    demo.add_argument("--progress", action="store_true", help="always show the progress bar")
+    demo.set_defaults(func=cmd_demo)
+
+    token = commands.add_parser("token", help="print a session token for a user")
+    token.add_argument("username")
+    token.set_defaults(func=cmd_token)
+
+    policy = commands.add_parser("policy", help="check or explain the access policy")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    check = policy_commands.add_parser("check", help="validate policies/ and role assignments")
+    check.set_defaults(func=cmd_policy_check)
+    explain = policy_commands.add_parser("explain", help="why a user may or may not act")
+    explain.add_argument("user", help="username")
+    explain.add_argument("action", help="e.g. read, update, grant")
+    explain.add_argument("resource_id", help="a global ID, or Type:number (Student:12)")
+    explain.set_defaults(func=cmd_policy_explain)
+
+    schema = commands.add_parser("schema", help="print the GraphQL SDL")
+    schema.set_defaults(func=cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command == "demo" and args.students is not None and args.students < 1:
+        print("tavle: --students må være et positivt tall", file=sys.stderr)
+        sys.exit(2)
+    try:
+        args.func(args)
+    except CliError as error:
+        print(f"tavle: {error}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as error:  # a CLI never shows a trace to an administrator
+        from core.access.policy import PolicyError
+
+        if isinstance(error, PolicyError):
+            for problem in error.problems:
+                print(problem, file=sys.stderr)
+            sys.exit(1)
+        print(f"tavle: {type(error).__name__}: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The per-request GraphQL context: who is asking, the database session, the loaders,
+and the restricted-field reads to audit when the request ends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
+from strawberry.types import Info as StrawberryInfo
+
+from core.access.grants import Principal
+from core.schema.errors import forbidden, unauthenticated
+from core.schema.loaders import Loaders
+from core.state import AppState
+
+
+@dataclass
+class Context:
+    request: HTTPConnection
+    state: AppState
+    db: AsyncSession
+    auth_problem: str | None = None
+    _principal: Principal | None = None
+    _loaders: Loaders | None = None
+    audited_reads: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def principal(self) -> Principal:
+        """The caller; raises UNAUTHENTICATED when there is no valid session token."""
+        if self._principal is None:
+            raise unauthenticated(self.auth_problem or "Du må logge inn.")
+        return self._principal
+
+    @property
+    def loaders(self) -> Loaders:
+        if self._loaders is None:
+            self._loaders = Loaders(self.db, self.principal)
+        return self._loaders
+
+    def require(self, resource: str, action: str) -> Principal:
+        """The caller, if some role lets them do `action` on `resource` at any scope."""
+        principal = self.principal
+        if not principal.can(resource, action):
+            raise forbidden()
+        return principal
+
+    def audit_read(self, resource_type: str, resource_id: int, field_name: str) -> None:
+        """Note a read of a restricted field; written in one insert after the request."""
+        self.audited_reads.append(
+            {
+                "actor_id": self._principal.person_id if self._principal else None,
+                "action": "read_field",
+                "resource_type": resource_type,
+                "resource_id": resource_id,
+                "detail": {"field": field_name},
+            }
+        )
+
+
+Info = StrawberryInfo[Context, None]

@@ -1,0 +1,77 @@
+"""Relay cursor pagination by keyset: the cursor holds the sort key of the last row, so
+a page costs one indexed range scan however deep it is."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, func, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.schema.errors import bad_input
+
+DEFAULT_PAGE_SIZE = 50
+
+
+def encode_cursor(key: Sequence[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(key), default=str).encode()).decode()
+
+
+def decode_cursor(cursor: str, width: int) -> list[Any]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise bad_input("Ugyldig cursor i `after`.", field="after") from None
+    if not isinstance(key, list) or len(key) != width:
+        raise bad_input("Ugyldig cursor i `after`.", field="after")
+    return key
+
+
+def check_first(first: int | None, max_page_size: int) -> int:
+    if first is None:
+        return DEFAULT_PAGE_SIZE
+    if first < 0:
+        raise bad_input("`first` kan ikke være negativ.", field="first")
+    if first > max_page_size:
+        raise bad_input(f"`first` kan være høyst {max_page_size}.", field="first")
+    return first
+
+
+@dataclass
+class Page:
+    rows: list[Any]
+    keys: list[list[Any]]
+    has_next_page: bool
+    count_statement: Select[Any]
+    db: AsyncSession
+    _total: int | None = None
+
+    async def total_count(self) -> int:
+        if self._total is None:
+            self._total = int((await self.db.execute(self.count_statement)).scalar_one())
+        return self._total
+
+
+async def paginate(
+    db: AsyncSession,
+    statement: Select[Any],
+    order: Sequence[ColumnElement[Any]],
+    key_of: Callable[[Any], list[Any]],
+    *,
+    first: int,
+    after: str | None,
+) -> Page:
+    """One page of `statement`, ordered by `order` (unique, ascending), after a cursor."""
+    count_statement = select(func.count()).select_from(statement.order_by(None).subquery())
+    if after:
+        key = decode_cursor(after, len(order))
+        statement = statement.where(tuple_(*order) > tuple_(*key))
+    rows = list((await db.execute(statement.order_by(*order).limit(first + 1))).all())
+    has_next = len(rows) > first
+    rows = rows[:first]
+    return Page(rows, [key_of(r) for r in rows], has_next, count_statement, db)

@@ -1,0 +1,61 @@
+"""Plain rows the GraphQL types are built from, and the column lists that fill them.
+
+Queries select exactly these columns (no ORM identity map, no lazy loads), so the number
+of SQL statements per request depends on the query's shape only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import Row
+
+from core.models import Enrolment, Person
+
+PERSON_COLUMNS = (
+    Person.id,
+    Person.given_name,
+    Person.family_name,
+    Person.birth_date,
+    Person.email,
+    Person.mobile,
+    Person.national_id,
+    Person.street_address,
+    Person.postal_code,
+    Person.postal_town,
+)
+
+STUDENT_COLUMNS = (*PERSON_COLUMNS, Enrolment.school_id, Enrolment.grade)
+
+
+@dataclass(frozen=True)
+class PersonRow:
+    id: int
+    given_name: str
+    family_name: str
+    birth_date: date | None
+    email: str | None
+    mobile: str | None
+    national_id: str | None
+    street_address: str | None
+    postal_code: str | None
+    postal_town: str | None
+
+    @property
+    def name(self) -> str:
+        return f"{self.given_name} {self.family_name}"
+
+    @classmethod
+    def of(cls, row: Row) -> PersonRow:  # type: ignore[type-arg]
+        return cls(*row[: len(PERSON_COLUMNS)])
+
+
+@dataclass(frozen=True)
+class StudentRow(PersonRow):
+    school_id: int | None = None
+    grade: int | None = None
+
+    @classmethod
+    def of(cls, row: Row) -> StudentRow:  # type: ignore[type-arg]
+        return cls(*row[: len(STUDENT_COLUMNS)])

@@ -159,7 +159,11 @@ class Loaders:
         rows = await self.db.execute(
             select(Guardianship.student_id, *PERSON_COLUMNS)
             .join(Person, Person.id == Guardianship.guardian_id)
-            .where(Guardianship.student_id.in_(ids), condition)
+            .where(
+                Guardianship.student_id.in_(ids),
+                Guardianship.parental_responsibility.is_(True),
+                condition,
+            )
             .order_by(Person.family_name, Person.given_name, Person.id)
         )
         return _grouped(ids, ((r[0], PersonRow.of(r[1:])) for r in rows))
@@ -169,7 +173,11 @@ class Loaders:
             select(Guardianship.guardian_id, *STUDENT_COLUMNS)
             .join(Person, Person.id == Guardianship.student_id)
             .join(Enrolment, self.current_enrolment())
-            .where(Guardianship.guardian_id.in_(ids), self.student_condition())
+            .where(
+                Guardianship.guardian_id.in_(ids),
+                Guardianship.parental_responsibility.is_(True),
+                self.student_condition(),
+            )
             .order_by(Person.birth_date, Person.id)
         )
         return _grouped(ids, ((r[0], StudentRow.of(r[1:])) for r in rows))

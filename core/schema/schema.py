@@ -24,13 +24,13 @@ ALL_TYPES = [Student, Guardian, Employee, Group, School, SchoolYear, AuditEvent]
 def build_schema(settings: Settings) -> strawberry.Schema:
     extensions: list = [
         RequestSession,
-        ErrorCodes(debug=settings.debug),
-        QueryDepthLimiter(max_depth=settings.max_query_depth),
-        MaxAliasesLimiter(max_alias_count=settings.max_aliases),
-        MaxTokensLimiter(max_token_count=settings.max_tokens),
+        lambda: ErrorCodes(debug=settings.debug),
+        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
     ]
     if settings.production:
-        extensions.append(DisableIntrospection())
+        extensions.append(DisableIntrospection)
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,

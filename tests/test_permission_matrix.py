@@ -1,0 +1,288 @@
+"""Logs in as every demo persona and asserts exactly which students, groups and fields
+each sees. The expected sets come from plain SQL over the relations (not from
+core/access), so a leak or an over-block in the scope compiler shows up here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from core.models import (
+    Enrolment,
+    Group,
+    GroupKind,
+    GroupMembership,
+    GroupTeacher,
+    Guardianship,
+    Person,
+    School,
+    SchoolYear,
+)
+from core.schema import ids
+from tests.conftest import error_codes
+
+STUDENTS = """
+query($after: String) {
+  students(first: 200, after: $after) {
+    totalCount
+    pageInfo { hasNextPage endCursor }
+    edges { node { id nationalId address { street } phone
+                   guardians { id email phone nationalId } } }
+  }
+}"""
+
+
+async def all_students(gql, username: str) -> list[dict[str, Any]]:
+    nodes: list[dict[str, Any]] = []
+    after = None
+    while True:
+        data = await gql.data(username, STUDENTS, {"after": after})
+        page = data["students"]
+        nodes += [e["node"] for e in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            assert page["totalCount"] == len(nodes)
+            return nodes
+        after = page["pageInfo"]["endCursor"]
+
+
+def pks(nodes: list[dict[str, Any]]) -> set[int]:
+    return {ids.decode(n["id"])[1] for n in nodes}
+
+
+async def person_id(sessions, username: str) -> int:
+    async with sessions() as s:
+        return (await s.execute(select(Person.id).where(Person.username == username))).scalar_one()
+
+
+async def current_year(sessions) -> int:
+    async with sessions() as s:
+        return (
+            await s.execute(select(SchoolYear.id).where(SchoolYear.is_current.is_(True)))
+        ).scalar_one()
+
+
+async def enrolled(sessions, school_name: str | None = None) -> set[int]:
+    year = await current_year(sessions)
+    async with sessions() as s:
+        q = select(Enrolment.student_id).where(Enrolment.school_year_id == year)
+        if school_name:
+            q = q.join(School, School.id == Enrolment.school_id).where(School.name == school_name)
+        return set((await s.execute(q)).scalars())
+
+
+async def taught(sessions, username: str, sfo_only: bool = False) -> tuple[set[int], set[int]]:
+    """(group ids, student ids) of the groups the person teaches this year."""
+    year = await current_year(sessions)
+    teacher = await person_id(sessions, username)
+    async with sessions() as s:
+        q = (
+            select(Group.id)
+            .join(GroupTeacher, GroupTeacher.group_id == Group.id)
+            .where(GroupTeacher.employee_id == teacher, Group.school_year_id == year)
+        )
+        if sfo_only:
+            q = q.where(Group.kind == GroupKind.SFO)
+        groups = set((await s.execute(q)).scalars())
+        members = set(
+            (
+                await s.execute(
+                    select(GroupMembership.student_id).where(GroupMembership.group_id.in_(groups))
+                )
+            ).scalars()
+        )
+    return groups, members
+
+
+async def children(sessions, username: str) -> set[int]:
+    guardian = await person_id(sessions, username)
+    async with sessions() as s:
+        return set(
+            (
+                await s.execute(
+                    select(Guardianship.student_id).where(
+                        Guardianship.guardian_id == guardian,
+                        Guardianship.parental_responsibility.is_(True),
+                    )
+                )
+            ).scalars()
+        )
+
+
+async def groups_of_school(sessions, school_name: str | None) -> set[int]:
+    year = await current_year(sessions)
+    async with sessions() as s:
+        q = select(Group.id).where(Group.school_year_id == year)
+        if school_name:
+            q = q.join(School, School.id == Group.school_id).where(School.name == school_name)
+        return set((await s.execute(q)).scalars())
+
+
+async def groups_of_students(sessions, students: set[int]) -> set[int]:
+    year = await current_year(sessions)
+    async with sessions() as s:
+        return set(
+            (
+                await s.execute(
+                    select(GroupMembership.group_id)
+                    .join(Group, Group.id == GroupMembership.group_id)
+                    .where(GroupMembership.student_id.in_(students), Group.school_year_id == year)
+                )
+            ).scalars()
+        )
+
+
+async def expected_scope(sessions, username: str) -> tuple[set[int], set[int]]:
+    """(students, groups) each persona must see, from the relations in API.md."""
+    match username:
+        case "kommuneadmin":
+            return await enrolled(sessions), await groups_of_school(sessions, None)
+        case "skoleadmin.nordby" | "rektor.nordby":
+            return await enrolled(sessions, "Nordby skole"), await groups_of_school(
+                sessions, "Nordby skole"
+            )
+        case "rektor.sorby" | "raadgiver.sorby":
+            return await enrolled(sessions, "Sørby ungdomsskole"), await groups_of_school(
+                sessions, "Sørby ungdomsskole"
+            )
+        case "laerer.nordby.5a" | "laerer.nordby.6b" | "laerer.sorby.9b":
+            groups, members = await taught(sessions, username)
+            return members, groups
+        case "sfo.nordby":
+            groups, members = await taught(sessions, username, sfo_only=True)
+            return members, groups
+        case "foresatt.hansen" | "foresatt.berg":
+            kids = await children(sessions, username)
+            return kids, await groups_of_students(sessions, kids)
+        case "elev.noah.hansen":
+            me = await person_id(sessions, username)
+            return {me}, await groups_of_students(sessions, {me})
+    raise AssertionError(username)
+
+
+# Which restricted fields each persona may read on the students (and their guardians) it
+# sees: (student nationalId, student address, student phone, guardian contact,
+# guardian nationalId).
+FIELDS = {
+    "kommuneadmin": (True, True, True, True, True),
+    "skoleadmin.nordby": (True, True, True, True, True),
+    "rektor.nordby": (True, True, True, True, True),
+    "rektor.sorby": (False, False, False, False, False),
+    "raadgiver.sorby": (False, True, True, True, False),
+    "laerer.nordby.5a": (False, False, False, True, False),
+    "laerer.nordby.6b": (False, False, False, True, False),
+    "laerer.sorby.9b": (False, False, False, True, False),
+    "sfo.nordby": (False, False, False, True, False),
+    "foresatt.hansen": (False, True, True, True, True),
+    "foresatt.berg": (False, True, True, True, True),
+    "elev.noah.hansen": (False, False, True, None, None),
+}
+
+
+@pytest.mark.parametrize("username", sorted(FIELDS))
+async def test_students_and_groups_in_scope(gql, sessions, username):
+    want_students, want_groups = await expected_scope(sessions, username)
+    assert want_students, "every persona with student access sees someone"
+    nodes = await all_students(gql, username)
+    assert pks(nodes) == want_students
+
+    groups = (await gql.data(username, "{ groups { id } }"))["groups"]
+    assert {ids.decode(g["id"])[1] for g in groups} == want_groups
+
+
+@pytest.mark.parametrize("username", sorted(FIELDS))
+async def test_restricted_fields(gql, username):
+    national_id, address, phone, guardian_contact, guardian_nid = FIELDS[username]
+    nodes = await all_students(gql, username)
+    assert all((n["nationalId"] is not None) == national_id for n in nodes)
+    # Every demo student has an address and a phone-less student shows null either way.
+    assert all((n["address"] is not None) == address for n in nodes)
+    if not phone:
+        assert all(n["phone"] is None for n in nodes)
+    guardians = [g for n in nodes for g in n["guardians"]]
+    if guardian_contact is None:
+        assert guardians == []
+        return
+    assert guardians, "guardians in scope are listed"
+    if guardian_contact:
+        assert any(g["email"] or g["phone"] for g in guardians)
+    else:
+        assert all(g["email"] is None and g["phone"] is None for g in guardians)
+    assert all((g["nationalId"] is not None) == guardian_nid for g in guardians)
+
+
+async def test_guardian_sees_only_themself_among_guardians(gql, sessions):
+    me = await person_id(sessions, "foresatt.hansen")
+    nodes = await all_students(gql, "foresatt.hansen")
+    assert {ids.decode(g["id"])[1] for n in nodes for g in n["guardians"]} == {me}
+
+
+async def test_teacher_sees_only_own_group_members_inside_a_group(gql, sessions):
+    """A guardian sees the class, but not classmates; a teacher of 5A sees all of 5A."""
+    data = await gql.data("foresatt.berg", "{ groups { name students { name } } }")
+    assert all(len(g["students"]) == 1 for g in data["groups"])
+    data = await gql.data("laerer.nordby.5a", "{ groups { name students { id } } }")
+    _, members = await taught(sessions, "laerer.nordby.5a")
+    assert {ids.decode(s["id"])[1] for g in data["groups"] for s in g["students"]} == members
+
+
+async def test_nurse_has_no_student_access(gql):
+    result = await gql.query("helsesykepleier.nordby", "{ students { totalCount } }")
+    assert error_codes(result) == ["FORBIDDEN"]
+    data = await gql.data("helsesykepleier.nordby", "{ schools { name } }")
+    assert [s["name"] for s in data["schools"]] == ["Nordby skole"]
+
+
+async def test_schools_per_persona(gql):
+    expected = {
+        "kommuneadmin": {"Nordby skole", "Sørby ungdomsskole", "Vestby skole"},
+        "laerer.nordby.5a": {"Nordby skole"},
+        "foresatt.hansen": {"Nordby skole", "Sørby ungdomsskole"},
+        "elev.noah.hansen": {"Sørby ungdomsskole"},
+    }
+    for username, names in expected.items():
+        data = await gql.data(username, "{ schools { name } }")
+        assert {s["name"] for s in data["schools"]} == names, username
+
+
+async def test_out_of_scope_student_is_forbidden_and_unknown_is_not_found(gql, sessions):
+    kids = await children(sessions, "foresatt.berg")
+    emma = next(iter(await children(sessions, "foresatt.hansen")))
+    assert emma not in kids
+    result = await gql.query(
+        "foresatt.berg",
+        "query($id: ID!) { student(id: $id) { name } }",
+        {"id": ids.encode("Student", emma)},
+    )
+    assert result["data"] == {"student": None}
+    assert error_codes(result) == ["FORBIDDEN"]
+    result = await gql.query(
+        "foresatt.berg",
+        "query($id: ID!) { node(id: $id) { id } }",
+        {"id": ids.encode("Student", emma)},
+    )
+    assert error_codes(result) == ["FORBIDDEN"]
+    result = await gql.query(
+        "kommuneadmin",
+        "query($id: ID!) { student(id: $id) { name } }",
+        {"id": ids.encode("Student", 10_000_000)},
+    )
+    assert error_codes(result) == ["NOT_FOUND"]
+
+
+async def test_employee_contact_teacher_visible_to_guardian(gql):
+    data = await gql.data(
+        "foresatt.hansen", "{ me { children { name contactTeacher { name email } } } }"
+    )
+    teachers = {c["name"]: c["contactTeacher"] for c in data["me"]["children"]}
+    assert teachers["Emma Hansen"]["name"]
+    assert teachers["Noah Hansen"]["name"]
+    assert teachers["Emma Hansen"]["email"] is None  # no employee_contact for guardians
+
+
+async def test_database_backend_is_the_one_configured(sessions, database_url):
+    async with sessions() as s:
+        dialect = s.bind.dialect.name
+        assert (await s.execute(text("SELECT 1"))).scalar() == 1
+    assert dialect == ("postgresql" if database_url.startswith("postgresql") else "sqlite")

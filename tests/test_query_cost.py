@@ -1,0 +1,57 @@
+"""The number of SQL statements a GraphQL request makes depends on the query's shape,
+never on the number of rows (DataLoaders batch every nested list)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from sqlalchemy import event
+
+
+@contextmanager
+def count_queries(engine):
+    statements: list[str] = []
+
+    def before(conn, cursor, statement, parameters, context, executemany):  # noqa: ARG001
+        statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", before)
+    try:
+        yield statements
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", before)
+
+
+NESTED = "{ groups { name students { name guardians { name phone } } teachers { name } } }"
+
+
+async def test_nested_groups_students_guardians_statement_count_is_flat(gql, app):
+    engine = app.state.tavle.engine
+    # Warm the tokens so logins are not counted.
+    await gql.token("laerer.nordby.5a")
+    await gql.token("kommuneadmin")
+    with count_queries(engine) as few_rows:
+        small = await gql.data("laerer.nordby.5a", NESTED)
+    with count_queries(engine) as many_rows:
+        large = await gql.data("kommuneadmin", NESTED)
+    small_students = sum(len(g["students"]) for g in small["groups"])
+    large_students = sum(len(g["students"]) for g in large["groups"])
+    assert large_students > 20 * small_students
+    # Token lookup, grants, current year, groups, students, guardians, teachers, field
+    # permission: a fixed number, the same for 1 group and for every group.
+    assert len(many_rows) == len(few_rows), (few_rows, many_rows)
+    assert len(many_rows) <= 10
+
+
+async def test_students_page_statement_count_does_not_grow_with_page_size(gql, app):
+    query = """query($n: Int) { students(first: $n) { totalCount edges { node {
+        name grade school { name } groups { name } guardians { name email }
+        contactTeacher { name } } } } }"""
+    engine = app.state.tavle.engine
+    await gql.token("skoleadmin.nordby")
+    with count_queries(engine) as five:
+        await gql.data("skoleadmin.nordby", query, {"n": 5})
+    with count_queries(engine) as hundred:
+        data = await gql.data("skoleadmin.nordby", query, {"n": 100})
+    assert len(data["students"]["edges"]) == 100
+    assert len(five) == len(hundred)

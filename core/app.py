@@ -21,6 +21,7 @@ from core.auth.sessions import person_id_for_token
 from core.config import Settings
 from core.db import create_engine, create_sessionmaker
 from core.schema.context import Context
+from core.schema.database import RequestDatabase
 from core.schema.schema import build_schema
 from core.state import AppState
 
@@ -31,7 +32,7 @@ class TavleGraphQL(GraphQL):
 
     async def get_context(self, request: Any, response: Any = None) -> Context:  # type: ignore[override]
         state: AppState = request.app.state.tavle
-        db = state.sessions()
+        db = RequestDatabase(state.sessions())
         context = Context(request=request, state=state, db=db)
         header = request.headers.get("authorization", "")
         if not header:

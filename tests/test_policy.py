@@ -120,34 +120,30 @@ async def _person(sessions, username):
         return (await s.execute(select(Person).where(Person.username == username))).scalar_one()
 
 
-def test_cli_policy_explain(settings, monkeypatch, capsys, sessions):
+async def test_cli_policy_explain(settings, monkeypatch, capsys, sessions):
     import asyncio
 
-    async def find():
-        async with sessions() as s:
-            year = (await s.execute(select(SchoolYear.id).where(SchoolYear.is_current))).scalar()
-            rows = await s.execute(
-                select(Person.id, Person.username)
-                .join(Enrolment, Enrolment.student_id == Person.id)
-                .where(Enrolment.school_year_id == year, Person.username == "elev.noah.hansen")
-            )
-            return rows.one()[0]
+    noah = (await _person(sessions, "elev.noah.hansen")).id
 
-    noah = asyncio.run(find())
+    def main(argv):  # the CLI runs its own event loop, so it runs in a thread here
+        from core.cli import main as cli_main
+
+        return asyncio.get_running_loop().run_in_executor(None, cli_main, argv)
+
     monkeypatch.setenv("TAVLE_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("TAVLE_POLICIES_DIR", str(POLICIES))
-    main(["policy", "explain", "laerer.sorby.9b", "read", f"Student:{noah}"])
+    await main(["policy", "explain", "laerer.sorby.9b", "read", f"Student:{noah}"])
     out = capsys.readouterr().out
     assert "TILLATT av roles.csv:" in out and "p, laerer, student, read, own_groups" in out
     with pytest.raises(SystemExit) as exit_info:
-        main(["policy", "explain", "laerer.nordby.5a", "read", ids.encode("Student", noah)])
+        await main(["policy", "explain", "laerer.nordby.5a", "read", ids.encode("Student", noah)])
     assert exit_info.value.code == 3
     assert "NEKTET" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        main(["policy", "explain", "helsesykepleier.nordby", "read", f"Student:{noah}"])
+        await main(["policy", "explain", "helsesykepleier.nordby", "read", f"Student:{noah}"])
     assert "ingen av rollene" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_info:
-        main(["policy", "explain", "nobody", "read", f"Student:{noah}"])
+        await main(["policy", "explain", "nobody", "read", f"Student:{noah}"])
     assert exit_info.value.code == 1
 
 

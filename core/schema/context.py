@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 from strawberry.types import Info as StrawberryInfo
 
 from core.access.grants import Principal
+from core.schema.database import RequestDatabase
 from core.schema.errors import forbidden, unauthenticated
 from core.schema.loaders import Loaders
 from core.state import AppState
@@ -20,7 +20,7 @@ from core.state import AppState
 class Context:
     request: HTTPConnection
     state: AppState
-    db: AsyncSession
+    db: RequestDatabase
     auth_problem: str | None = None
     _principal: Principal | None = None
     _loaders: Loaders | None = None

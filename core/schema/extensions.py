@@ -73,8 +73,9 @@ class RequestSession(SchemaExtension):
         try:
             if context.audited_reads:
                 # Reads ran in a read transaction; end it so the audit rows commit alone.
-                await context.db.rollback()
-                async with context.db.begin():
-                    await audit.record_many(context.db, context.audited_reads)
+                session = context.db.session
+                await session.rollback()
+                async with session.begin():
+                    await audit.record_many(session, context.audited_reads)
         finally:
             await context.db.close()

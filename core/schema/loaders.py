@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from sqlalchemy import ColumnElement, and_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
 from core.access import scopes
@@ -26,6 +25,7 @@ from core.models import (
     School,
     SchoolYear,
 )
+from core.schema.database import RequestDatabase
 from core.schema.rows import PERSON_COLUMNS, STUDENT_COLUMNS, PersonRow, StudentRow
 
 K = TypeVar("K")
@@ -42,7 +42,7 @@ def _grouped(keys: Sequence[K], pairs: Iterable[tuple[K, V]]) -> list[list[V]]:
 class Loaders:
     """Every loader of one request; each applies the caller's scope in SQL."""
 
-    def __init__(self, db: AsyncSession, principal: Principal):
+    def __init__(self, db: RequestDatabase, principal: Principal):
         self.db = db
         self.principal = principal
         year = principal.current_school_year_id

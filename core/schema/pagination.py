@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, select, tuple_
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.schema.database import RequestDatabase
 from core.schema.errors import bad_input
 
 DEFAULT_PAGE_SIZE = 50
@@ -48,7 +48,7 @@ class Page:
     keys: list[list[Any]]
     has_next_page: bool
     count_statement: Select[Any]
-    db: AsyncSession
+    db: RequestDatabase
     _total: int | None = None
 
     async def total_count(self) -> int:
@@ -58,7 +58,7 @@ class Page:
 
 
 async def paginate(
-    db: AsyncSession,
+    db: RequestDatabase,
     statement: Select[Any],
     order: Sequence[ColumnElement[Any]],
     key_of: Callable[[Any], list[Any]],

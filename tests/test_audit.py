@@ -49,7 +49,10 @@ async def test_denied_restricted_field_is_not_audited_as_read(gql, sessions):
 
 
 async def test_audit_log_is_for_the_municipality_administrator_only(gql):
-    query = '{ auditLog(first: 5, filter: {action: "login"}) { totalCount edges { node { action actorName occurredAt } } } }'
+    query = (
+        '{ auditLog(first: 5, filter: {action: "login"}) '
+        "{ totalCount edges { node { action actorName occurredAt } } } }"
+    )
     data = await gql.data("kommuneadmin", query)
     assert data["auditLog"]["totalCount"] >= 1
     assert {e["node"]["action"] for e in data["auditLog"]["edges"]} == {"login"}

@@ -51,6 +51,7 @@ RESOURCES: dict[str, frozenset[str]] = {
     "emergency_sms": frozenset({"send"}),
     "form": frozenset({"create"}),
     "consent": frozenset({"create"}),
+    "application": frozenset({"submit"}),
     "leave_application": frozenset({"decide"}),
     "sfo_application": frozenset({"decide"}),
     "transport_application": frozenset({"decide"}),

@@ -29,22 +29,25 @@ def channel_info() -> ChannelInfo | None:
     """
 
 
-@hookspec(firstresult=True)
-def deliver(delivery: Delivery) -> Receipt | None:
+@hookspec
+def deliver(delivery: Delivery, database: Any) -> Receipt | None:
     """Carry out one delivery over this plugin's channel.
 
-    Return None unless `delivery.channel` is this plugin's channel name. Return a
+    May be a coroutine function (the worker awaits it). Return None unless
+    `delivery.channel` is this plugin's channel name: every implementation is called and
+    exactly one must answer. `database` is Tavle's async_sessionmaker, for channels that
+    live inside Tavle (the in-app channel); external channels never need it. Return a
     `Receipt` when the peer accepted it; raise `TemporaryDeliveryError` when it should be
     retried later (connection refused, timeout, 5xx) and `PermanentDeliveryError` when it
     never will succeed. Must be idempotent for the same `delivery.reference`.
     """
 
 
-@hookspec(firstresult=True)
+@hookspec
 def delivery_status(delivery: Delivery) -> StatusUpdate | None:
     """Ask the peer for the current status of an earlier delivery (`delivery.external_id`).
 
-    Return None unless `delivery.channel` is this plugin's channel, or when nothing is
+    May be a coroutine function. Return None unless `delivery.channel` is this plugin's channel, or when nothing is
     known yet. Called by the worker for deliveries in status "sent" of channels whose
     `ChannelInfo.reports_status` is true.
     """

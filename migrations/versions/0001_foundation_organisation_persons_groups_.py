@@ -295,3 +295,4 @@ def downgrade() -> None:
     op.drop_table('oidc_login_state')
     op.drop_table('municipality')
     # ### end Alembic commands ###
+    sa.Enum(name='group_kind').drop(op.get_bind(), checkfirst=True)

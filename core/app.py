@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import AsyncIterator
 from typing import Any
 
+from graphql import GraphQLError
 from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -13,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
 
+from core import audit
 from core.access.grants import load_principal
 from core.access.policy import Policy
 from core.auth.demo import demo_routes
@@ -20,8 +23,14 @@ from core.auth.oidc import oidc_routes
 from core.auth.sessions import person_id_for_token
 from core.config import Settings
 from core.db import create_engine, create_sessionmaker
+from core.doctypes import load_doctypes
+from core.documents.service import visible_documents
+from core.models import Document
+from core.plugins import channels as plugin_channels
+from core.plugins import plugin_manager
 from core.schema.context import Context
 from core.schema.database import RequestDatabase
+from core.schema.ids import decode_pk
 from core.schema.schema import build_schema
 from core.state import AppState
 
@@ -61,29 +70,109 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+def load_doctypes_and_channels(settings: Settings, policy: Policy):  # type: ignore[no-untyped-def]
+    """The channels the plugins provide and the doctypes validated against them; raises
+    DoctypeError (file and line) on a bad doctype."""
+    manager = plugin_manager()
+    channels = plugin_channels(manager)
+    plugin_fields: dict[str, dict[str, str]] = {}
+    for answer in manager.hook.doctype_fields():
+        plugin_fields.update(answer or {})
+    doctypes = load_doctypes(
+        settings.doctypes_dir, channels, plugin_fields=plugin_fields, roles=set(policy.roles)
+    )
+    return doctypes, channels
+
+
+async def document_pdf(request: Request) -> Response:
+    """The finalized PDF, for those who may read the document (same bearer token)."""
+    state: AppState = request.app.state.tavle
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return JSONResponse({"error": "UNAUTHENTICATED"}, status_code=401)
+    try:
+        pk = decode_pk(request.path_params["document_id"], "Document")
+    except GraphQLError:
+        return JSONResponse({"error": "BAD_USER_INPUT"}, status_code=400)
+    async with state.sessions() as session:
+        person_id = await person_id_for_token(session, token.strip())
+        if person_id is None:
+            return JSONResponse({"error": "UNAUTHENTICATED"}, status_code=401)
+        principal = await load_principal(session, person_id, state.policy)
+        row = (
+            await session.execute(
+                select(Document.id, Document.title, Document.pdf, Document.restricted).where(
+                    Document.id == pk, visible_documents(principal)
+                )
+            )
+        ).first()
+        if row is None:
+            return JSONResponse({"error": "NOT_FOUND"}, status_code=404)
+        if row.pdf is None:
+            return JSONResponse(
+                {"error": "NOT_FOUND", "message": "Dokumentet er ikke ferdigstilt."},
+                status_code=404,
+            )
+        if row.restricted:
+            await audit.record(
+                session,
+                actor_id=person_id,
+                action="read_document",
+                resource_type="document",
+                resource_id=pk,
+            )
+            await session.commit()
+    return Response(
+        row.pdf,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'inline; filename="dokument-{pk}.pdf"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
-    """Build the application. The policy is validated here: a bad policy file stops start-up."""
+    """Build the application. The policy and the doctypes are validated here: a bad policy
+    or doctype file stops start-up."""
     settings = settings or Settings.from_env()
     policy = Policy.load(settings.policies_dir)
+    doctypes, channels = load_doctypes_and_channels(settings, policy)
     engine = create_engine(settings.database_url)
     state = AppState(
-        settings=settings, engine=engine, sessions=create_sessionmaker(engine), policy=policy
+        settings=settings,
+        engine=engine,
+        sessions=create_sessionmaker(engine),
+        policy=policy,
+        doctypes=doctypes,
+        channels=channels,
     )
     graphql = TavleGraphQL(
         build_schema(settings), graphql_ide=None if settings.production else "graphiql"
     )
 
+    pending_startups: list[Any] = []
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        for awaitable in pending_startups:
+            await awaitable
         yield
         await engine.dispose()
 
     routes = [
         Route("/healthz", healthz),
         Route("/graphql", graphql, methods=["GET", "POST"]),
+        Route("/documents/{document_id}/pdf", document_pdf),
         *demo_routes(),
         *oidc_routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.tavle = state
+    # Plugins may add routes (delivery-report callbacks) before the app serves; what they
+    # return as coroutines runs when the app starts.
+    pending_startups.extend(
+        r for r in plugin_manager().hook.startup(app=app) if inspect.isawaitable(r)
+    )
     return app

@@ -1,4 +1,5 @@
-"""The `tavle` command: serve, migrate, demo, token, policy check|explain, schema."""
+"""The `tavle` command: serve, worker, migrate, demo, token, policy check|explain,
+doctypes check|route, schema."""
 
 from __future__ import annotations
 
@@ -113,6 +114,60 @@ def cmd_policy_explain(args: argparse.Namespace) -> None:
         sys.exit(3)
 
 
+def cmd_worker(args: argparse.Namespace) -> None:
+    from core.db import create_engine, create_sessionmaker
+    from core.outbox import OutboxSettings, drain, poll_statuses, run_forever
+
+    async def main() -> None:
+        engine = create_engine(_settings().database_url)
+        sessions = create_sessionmaker(engine)
+        try:
+            if args.once:
+                processed = await drain(sessions, OutboxSettings())
+                changed = await poll_statuses(sessions)
+                print(f"Behandlet {processed} leveranser; {changed} fikk ny status.")
+            else:
+                await run_forever(sessions, OutboxSettings())
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+
+
+def _loaded_doctypes():  # type: ignore[no-untyped-def]
+    from core.access.policy import Policy
+    from core.app import load_doctypes_and_channels
+
+    settings = _settings()
+    return load_doctypes_and_channels(settings, Policy.load(settings.policies_dir))
+
+
+def cmd_doctypes_check(args: argparse.Namespace) -> None:
+    from core.doctypes import DoctypeError
+
+    try:
+        doctypes, _ = _loaded_doctypes()
+    except DoctypeError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        raise CliError(f"{len(error.problems)} feil i dokumenttypene.") from None
+    print(f"{len(doctypes)} dokumenttyper er gyldige.")
+
+
+def cmd_doctypes_route(args: argparse.Namespace) -> None:
+    from core.doctypes import route_description
+
+    doctypes, channels = _loaded_doctypes()
+    doctype = doctypes.get(args.key)
+    if doctype is None:
+        raise CliError(f"Ukjent dokumenttype {args.key!r}.")
+    for line in route_description(doctype, channels):
+        print(line)
+
+
 def cmd_schema(args: argparse.Namespace) -> None:
     from core.schema.schema import sdl
 
@@ -153,6 +208,18 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("resource_id", help="a global ID, or Type:number (Student:12)")
     explain.set_defaults(func=cmd_policy_explain)
 
+    worker = commands.add_parser("worker", help="deliver queued documents and messages")
+    worker.add_argument("--once", action="store_true", help="drain the queue, then stop")
+    worker.set_defaults(func=cmd_worker)
+
+    doctypes = commands.add_parser("doctypes", help="check doctypes or show a route")
+    doctype_commands = doctypes.add_subparsers(dest="doctypes_command", required=True)
+    doctype_check = doctype_commands.add_parser("check", help="validate doctypes/")
+    doctype_check.set_defaults(func=cmd_doctypes_check)
+    doctype_route = doctype_commands.add_parser("route", help="how a document type travels")
+    doctype_route.add_argument("key")
+    doctype_route.set_defaults(func=cmd_doctypes_route)
+
     schema = commands.add_parser("schema", help="print the GraphQL SDL")
     schema.set_defaults(func=cmd_schema)
     return parser
@@ -170,8 +237,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(1)
     except Exception as error:  # a CLI never shows a trace to an administrator
         from core.access.policy import PolicyError
+        from core.doctypes import DoctypeError
 
-        if isinstance(error, PolicyError):
+        if isinstance(error, PolicyError | DoctypeError):
             for problem in error.problems:
                 print(problem, file=sys.stderr)
             sys.exit(1)

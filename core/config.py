@@ -50,6 +50,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     policies_dir: Path = PROJECT_ROOT / "policies"
+    doctypes_dir: Path = PROJECT_ROOT / "doctypes"
     session_ttl_seconds: int = 8 * 3600
     max_query_depth: int = 10
     max_aliases: int = 30
@@ -100,6 +101,7 @@ class Settings:
             host=env.get("TAVLE_HOST", "127.0.0.1"),
             port=int(env.get("TAVLE_PORT", "8000")),
             policies_dir=Path(env.get("TAVLE_POLICIES_DIR", str(PROJECT_ROOT / "policies"))),
+            doctypes_dir=Path(env.get("TAVLE_DOCTYPES_DIR", str(PROJECT_ROOT / "doctypes"))),
             session_ttl_seconds=int(env.get("TAVLE_SESSION_TTL", str(8 * 3600))),
             oidc_providers=tuple(providers),
         )

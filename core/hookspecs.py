@@ -47,7 +47,8 @@ def deliver(delivery: Delivery, database: Any) -> Receipt | None:
 def delivery_status(delivery: Delivery) -> StatusUpdate | None:
     """Ask the peer for the current status of an earlier delivery (`delivery.external_id`).
 
-    May be a coroutine function. Return None unless `delivery.channel` is this plugin's channel, or when nothing is
+    May be a coroutine function. Return None unless `delivery.channel` is this plugin's
+    channel, or when nothing is
     known yet. Called by the worker for deliveries in status "sent" of channels whose
     `ChannelInfo.reports_status` is true.
     """
@@ -74,5 +75,6 @@ def doctype_fields() -> dict[str, dict[str, Any]] | None:
 
 @hookspec
 def startup(app: Any) -> None:
-    """Called once when the web application starts (the Starlette app is given), e.g. to
-    add routes for delivery-report callbacks. May be a coroutine function."""
+    """Called once when the web application is built (the Starlette app is given), e.g. to
+    append routes for delivery-report callbacks to `app.router.routes`. May be a coroutine
+    function: it is then awaited when the application starts serving."""

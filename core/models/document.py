@@ -97,6 +97,9 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     external_id: Mapped[str | None] = mapped_column(String(200))
     receipt: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The doctype's settings for this channel's plugin (e.g. SvarUt's security level),
+    # fixed when the document is sent.
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     units: Mapped[int] = mapped_column(default=0)
     cost: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

@@ -25,6 +25,8 @@ class Context:
     _principal: Principal | None = None
     _loaders: Loaders | None = None
     audited_reads: list[dict[str, Any]] = field(default_factory=list)
+    # Loaders of other packages (documents, messages), created on first use.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def principal(self) -> Principal:

@@ -10,6 +10,7 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from core import audit
+from core.errors import TavleError
 from core.schema.errors import BAD_USER_INPUT, INTERNAL_SERVER_ERROR, PUBLIC_CODES
 
 log = logging.getLogger("tavle.graphql")
@@ -36,7 +37,22 @@ class ErrorCodes(SchemaExtension):
         cleaned: list[GraphQLError] = []
         for error in result.errors:
             code = (error.extensions or {}).get("code")
-            if code in PUBLIC_CODES:
+            original = error.original_error
+            if isinstance(original, TavleError):
+                extensions = {"code": original.code}
+                if original.field:
+                    extensions["field"] = original.field
+                cleaned.append(
+                    GraphQLError(
+                        original.message,
+                        nodes=error.nodes,
+                        source=error.source,
+                        positions=error.positions,
+                        path=error.path,
+                        extensions=extensions,
+                    )
+                )
+            elif code in PUBLIC_CODES:
                 cleaned.append(error)
             elif _is_client_error(error):
                 cleaned.append(

@@ -11,14 +11,19 @@ from strawberry.extensions import (
     QueryDepthLimiter,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 
 from core.config import Settings
+from core.schema.documents import Document, DocumentMutation, DocumentQuery
 from core.schema.extensions import ErrorCodes, RequestSession
-from core.schema.mutations import Mutation
-from core.schema.queries import Query
+from core.schema.mutations import Mutation as AccessMutation
+from core.schema.queries import Query as ReadQuery
 from core.schema.types import AuditEvent, Employee, Group, Guardian, School, SchoolYear, Student
 
-ALL_TYPES = [Student, Guardian, Employee, Group, School, SchoolYear, AuditEvent]
+ALL_TYPES = [Student, Guardian, Employee, Group, School, SchoolYear, AuditEvent, Document]
+
+Query = merge_types("Query", (ReadQuery, DocumentQuery))
+Mutation = merge_types("Mutation", (AccessMutation, DocumentMutation))
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:

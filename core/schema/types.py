@@ -247,6 +247,17 @@ class Student(Node):
             info, "student_national_id", self._row, self._row.national_id, True
         )
 
+    @strawberry.field(description="Documents about the student that you may read, newest first.")
+    async def documents(
+        self, info: Info
+    ) -> list[Annotated[Document, strawberry.lazy("core.schema.documents")]]:  # noqa: F821
+        from core.schema.documents import Document, document_loaders
+
+        if not info.context.principal.can("document", "read"):
+            return []
+        rows = await document_loaders(info).of_student.load(self._row.id)
+        return [Document.of(r) for r in rows]
+
 
 @strawberry.type(description="A class, subject group or SFO group in one school year.")
 class Group(Node):

@@ -69,6 +69,7 @@ def upgrade() -> None:
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('external_id', sa.String(length=200), nullable=True),
     sa.Column('receipt', sa.JSON(), nullable=False),
+    sa.Column('options', sa.JSON(), nullable=False),
     sa.Column('units', sa.Integer(), nullable=False),
     sa.Column('cost', sa.Numeric(precision=12, scale=2), nullable=False),
     sa.Column('created_at', core.models.base.UtcDateTime(timezone=True), nullable=False),

@@ -1097,4 +1097,11 @@ async def load_demo(
                                 f"(SELECT max(id) FROM {name}))"
                             )
                         )
+        # Fresh planner statistics: without them SQLite walks the index of the wrong
+        # column (e.g. all groups of the school year instead of a student's memberships)
+        # and a page of students with their groups costs 100x more. PostgreSQL's
+        # autovacuum would get there eventually; the first requests should not wait.
+        # ANALYZE runs in a transaction on both databases (unlike VACUUM).
+        async with sessions() as session, session.begin():
+            await session.execute(text("ANALYZE"))
     return built.summary

@@ -80,8 +80,15 @@ class Principal:
         return sorted({g.role for g in self.grants})
 
 
-async def load_grants(session: AsyncSession, person_id: int) -> tuple[Grant, ...]:
-    """Read the person's `g` lines in one statement."""
+# The row of `_grant_rows` that carries the current school year instead of a grant. Not a
+# valid role name (roles are lower-case identifiers), so it can never collide with one.
+_CURRENT_YEAR = "<current school year>"
+
+
+def _grant_rows(person_id: int):  # type: ignore[no-untyped-def]
+    """One statement for everything a request needs to authorize: the person's role
+    assignments, special permissions and implicit guardian role (the `g` lines), plus
+    the current school year, which scopes are anchored in."""
     roles = select(RoleAssignment.role, RoleAssignment.school_id).where(
         RoleAssignment.person_id == person_id
     )
@@ -93,13 +100,22 @@ async def load_grants(session: AsyncSession, person_id: int) -> tuple[Grant, ...
             Guardianship.guardian_id == person_id, Guardianship.parental_responsibility.is_(True)
         )
     )
-    rows = (await session.execute(union_all(roles, special, guardian))).all()
+    year = select(literal(_CURRENT_YEAR), SchoolYear.id).where(SchoolYear.is_current.is_(True))
+    return union_all(roles, special, guardian, year)
+
+
+def _grants(rows: list[tuple[str, int | None]]) -> tuple[Grant, ...]:
     return tuple(
         sorted(
-            {Grant(role, school_id) for role, school_id in rows},
+            {Grant(role, school_id) for role, school_id in rows if role != _CURRENT_YEAR},
             key=lambda g: (g.role, g.school_id or 0),
         )
     )
+
+
+async def load_grants(session: AsyncSession, person_id: int) -> tuple[Grant, ...]:
+    """Read the person's `g` lines in one statement."""
+    return _grants([tuple(r) for r in (await session.execute(_grant_rows(person_id))).all()])
 
 
 async def current_school_year_id(session: AsyncSession) -> int | None:
@@ -109,9 +125,13 @@ async def current_school_year_id(session: AsyncSession) -> int | None:
 
 
 async def load_principal(session: AsyncSession, person_id: int, policy: Policy) -> Principal:
+    """The person with their grants and the current school year, read in one statement
+    (it runs before every request)."""
+    rows = [tuple(r) for r in (await session.execute(_grant_rows(person_id))).all()]
+    years = [school_id for role, school_id in rows if role == _CURRENT_YEAR]
     return Principal(
         person_id=person_id,
-        grants=await load_grants(session, person_id),
+        grants=_grants(rows),  # type: ignore[arg-type]
         policy=policy,
-        current_school_year_id=await current_school_year_id(session),
+        current_school_year_id=years[0] if years else None,
     )

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import ColumnElement, false, or_, select, true
+from sqlalchemy import ColumnElement, exists, false, or_, select, true
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 
 from core.access.grants import Principal, ScopedGrant
@@ -125,10 +126,59 @@ def students(
     return _any(conditions)
 
 
-def guardians(
-    principal: Principal, grants: Iterable[ScopedGrant], guardian_id: ColumnElement[int]
+def _guardians_of_enrolled(
+    school_id: int, principal: Principal, guardian_id: ColumnElement[int], listing: bool
 ) -> ColumnElement[bool]:
-    """Guardians in scope: guardians of students in scope, or the person themself."""
+    """`guardian_id` is a guardian (with or without parental responsibility) of a student
+    enrolled at the school this year.
+
+    Two equivalent forms, because SQLite plans them very differently: for a few given
+    guardians (a loader's batch, one id) a correlated EXISTS probes each one through the
+    (guardian_id, student_id) and (student_id, school_year_id) indexes; for a listing,
+    which scans guardians in name order, the uncorrelated IN builds the set once.
+    PostgreSQL plans both as a semi-join."""
+    if listing:
+        students = _enrolled_at(school_id, principal)
+        return guardian_id.in_(
+            select(Guardianship.guardian_id).where(Guardianship.student_id.in_(students))
+        )
+    other, enrolment = aliased(Guardianship), aliased(Enrolment)
+    return exists().where(
+        other.guardian_id == guardian_id,
+        enrolment.student_id == other.student_id,
+        enrolment.school_year_id == principal.current_school_year_id,
+        enrolment.school_id == school_id,
+    )
+
+
+def _guardians_of_taught(
+    principal: Principal, sfo_only: bool, guardian_id: ColumnElement[int], listing: bool
+) -> ColumnElement[bool]:
+    """`guardian_id` is a guardian of a member of a group the person teaches (the same two
+    forms as above)."""
+    groups = _taught_group_ids(principal, sfo_only)
+    if listing:
+        students = select(GroupMembership.student_id).where(GroupMembership.group_id.in_(groups))
+        return guardian_id.in_(
+            select(Guardianship.guardian_id).where(Guardianship.student_id.in_(students))
+        )
+    other, membership = aliased(Guardianship), aliased(GroupMembership)
+    return exists().where(
+        other.guardian_id == guardian_id,
+        membership.student_id == other.student_id,
+        membership.group_id.in_(groups),
+    )
+
+
+def guardians(
+    principal: Principal,
+    grants: Iterable[ScopedGrant],
+    guardian_id: ColumnElement[int],
+    *,
+    listing: bool = False,
+) -> ColumnElement[bool]:
+    """Guardians in scope: guardians of students in scope, or the person themself.
+    `listing` picks the SQL form for a query that scans many guardians (see above)."""
     conditions: list[ColumnElement[bool]] = []
     for grant in grants:
         match grant.scope:
@@ -138,22 +188,11 @@ def guardians(
                 if grant.school_id is None:
                     return true()
                 conditions.append(
-                    guardian_id.in_(
-                        select(Guardianship.guardian_id).where(
-                            Guardianship.student_id.in_(_enrolled_at(grant.school_id, principal))
-                        )
-                    )
+                    _guardians_of_enrolled(grant.school_id, principal, guardian_id, listing)
                 )
             case "own_groups" | "own_sfo_groups":
-                conditions.append(
-                    guardian_id.in_(
-                        select(Guardianship.guardian_id).where(
-                            Guardianship.student_id.in_(
-                                _taught_student_ids(principal, grant.scope == "own_sfo_groups")
-                            )
-                        )
-                    )
-                )
+                sfo_only = grant.scope == "own_sfo_groups"
+                conditions.append(_guardians_of_taught(principal, sfo_only, guardian_id, listing))
             case "own_children" | "self":
                 conditions.append(guardian_id == principal.person_id)
     return _any(conditions)

@@ -4,10 +4,19 @@ audit of restricted-field reads."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import lru_cache
+from typing import Any
 
-from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension
+from graphql import DocumentNode, GraphQLError, parse, validate
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
+from strawberry.schema.schema import validate_document
 
 from core import audit
 from core.errors import TavleError
@@ -15,10 +24,88 @@ from core.schema.errors import BAD_USER_INPUT, INTERNAL_SERVER_ERROR, PUBLIC_COD
 
 log = logging.getLogger("tavle.graphql")
 
+# Distinct query texts kept parsed and validated. Bounded, so a client sending ever new
+# queries cannot grow the memory; the front end's few dozen queries all fit.
+QUERY_CACHE_SIZE = 256
+
+
+def request_limits(max_depth: int, max_aliases: int, max_tokens: int) -> list[Callable[[], Any]]:
+    """The depth, alias and token limits, and caches of parsed and validated queries.
+
+    Parsing and validating a query costs more than running a small one, and apps send
+    the same few query texts again and again. The validation rules are created once
+    here (strawberry's limiters make a new rule class per instance, which would both
+    cost time and make every request miss the validation cache). The token limit is a
+    parse option, so it is part of the parse cache's key and still holds for every query.
+    """
+    rules = [
+        *QueryDepthLimiter(max_depth=max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=max_aliases).validation_rules,
+    ]
+    return [
+        lambda: AddValidationRules(rules),
+        lambda: MaxTokensLimiter(max_token_count=max_tokens),
+        ParseCache,
+        ValidateCache,
+    ]
+
+
+@lru_cache(maxsize=QUERY_CACHE_SIZE)
+def _parse(query: str, **options: Any) -> DocumentNode:
+    return parse(query, **options)
+
+
+class ParseCache(SchemaExtension):
+    """Reuse the parsed document of a query text seen before.
+
+    Unlike strawberry's ParserCache, a query that does not parse is left to strawberry's
+    own parser, which reports the syntax error the ordinary way (with its error code);
+    an exception raised from this hook would skip the other extensions' handling."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.query:
+            try:
+                context.graphql_document = _parse(context.query, **context.parse_options)
+            except GraphQLError:
+                pass
+        yield
+
+
+@lru_cache(maxsize=QUERY_CACHE_SIZE)
+def _validate(schema: Any, document: DocumentNode, rules: tuple[Any, ...]) -> list[GraphQLError]:
+    return validate_document(schema, document, rules)
+
+
+class ValidateCache(SchemaExtension):
+    """Reuse the validation result of a document seen before (keyed by the document, the
+    schema and the rules, which are the same objects from request to request).
+
+    A limit rule can trip over a document that the standard rules reject (strawberry's
+    depth limiter raises KeyError on an unknown fragment); then the standard rules alone
+    report what is wrong, so the client gets a validation error, not a server error."""
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        schema = context.schema._schema
+        document = context.graphql_document
+        if document is not None:
+            try:
+                errors = _validate(schema, document, tuple(context.validation_rules))
+            except Exception:  # noqa: BLE001 - see the docstring
+                errors = validate(schema, document) or [GraphQLError("Ugyldig spørring.")]
+            context.pre_execution_errors = errors
+        yield
+
 
 def _is_client_error(error: GraphQLError) -> bool:
-    """Parse, validation and variable errors have no original exception: the query is wrong."""
-    return error.original_error is None
+    """An error of the request itself: a syntax or validation error, or a variable value
+    that does not fit its type (these come before execution, so they have no path, and
+    carry at most the scalar's or enum's own complaint)."""
+    original = error.original_error
+    if original is None:
+        return True
+    return error.path is None and isinstance(original, GraphQLError | ValueError | TypeError)
 
 
 class ErrorCodes(SchemaExtension):

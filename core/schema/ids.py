@@ -7,6 +7,9 @@ import binascii
 
 from core.schema.errors import bad_input
 
+MAX_ID_LENGTH = 100
+MAX_PK = 2**31 - 1
+
 
 def encode(type_name: str, pk: int) -> str:
     return base64.urlsafe_b64encode(f"{type_name}:{pk}".encode()).decode().rstrip("=")
@@ -14,14 +17,22 @@ def encode(type_name: str, pk: int) -> str:
 
 def decode(global_id: str, expected: str | tuple[str, ...] | None = None) -> tuple[str, int]:
     """Split a global ID; raise BAD_USER_INPUT when it is malformed or of another type."""
+    invalid = bad_input(f"Ugyldig ID: {global_id[:MAX_ID_LENGTH]!r}.")
+    if not isinstance(global_id, str) or not 0 < len(global_id) <= MAX_ID_LENGTH:
+        raise invalid
     try:
         padded = global_id + "=" * (-len(global_id) % 4)
-        type_name, _, raw_pk = base64.urlsafe_b64decode(padded.encode()).decode().partition(":")
-        pk = int(raw_pk)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise bad_input(f"Ugyldig ID: {global_id!r}.") from None
-    if pk <= 0 or not type_name:
-        raise bad_input(f"Ugyldig ID: {global_id!r}.")
+        # validate=True: characters outside the alphabet are an error, not skipped.
+        raw = base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True)
+        type_name, separator, raw_pk = raw.decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeError, ValueError):
+        raise invalid from None
+    if not separator or not type_name or not raw_pk.isascii() or not raw_pk.isdigit():
+        raise invalid
+    pk = int(raw_pk)
+    # Primary keys are 32-bit on PostgreSQL: a larger number names no row.
+    if not 0 < pk <= MAX_PK:
+        raise invalid
     allowed = (expected,) if isinstance(expected, str) else expected
     if allowed and type_name not in allowed:
         raise bad_input(f"ID-en {global_id!r} er ikke en {' eller '.join(allowed)}.")

@@ -19,6 +19,9 @@ from core.schema.context import Info
 from core.schema.errors import bad_input, forbidden, not_found
 from core.schema.types import School
 
+# Role names are short identifiers (policies/roles.csv); longer input is never one.
+MAX_ROLE_LENGTH = 100
+
 
 @strawberry.type(description="A role held by a person at a school or municipality-wide.")
 class RoleAssignment:
@@ -65,8 +68,13 @@ class Mutation:
     async def grant_role(self, info: Info, input: GrantRoleInput) -> RoleAssignment:
         principal = info.context.principal
         person_pk = ids.decode_pk(input.person_id, ("Person", "Employee", "Student", "Guardian"))
-        school_pk = ids.decode_pk(input.school_id, "School") if input.school_id else None
+        # An empty string is a malformed ID, not "the whole municipality" (that is null).
+        school_pk = (
+            ids.decode_pk(input.school_id, "School") if input.school_id is not None else None
+        )
         role = input.role.strip()
+        if not role or len(role) > MAX_ROLE_LENGTH:
+            raise bad_input("Ukjent rolle.", field="role")
         if role == GUARDIAN_ROLE:
             raise bad_input(
                 "Foresatt-rollen følger av folkeregisteret og kan ikke tildeles.", field="role"

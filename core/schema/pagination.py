@@ -16,20 +16,45 @@ from core.schema.database import RequestDatabase
 from core.schema.errors import bad_input
 
 DEFAULT_PAGE_SIZE = 50
+# Cursors are ours and short (a name or two and an id); anything longer is not one.
+MAX_CURSOR_LENGTH = 1000
+# The widest integer key a cursor may hold: primary keys are 32-bit on PostgreSQL, and a
+# larger number would reach the driver as an overflow instead of a clear error.
+MAX_KEY_INT = 2**31 - 1
 
 
 def encode_cursor(key: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(list(key), default=str).encode()).decode()
 
 
-def decode_cursor(cursor: str, width: int) -> list[Any]:
+def decode_cursor(cursor: str, types: Sequence[type | None]) -> list[Any]:
+    """The sort key in a cursor, checked value by value against the key's column types
+    (None: not checked), so that a forged cursor ends as BAD_USER_INPUT, never as a
+    driver error."""
+    invalid = bad_input("Ugyldig cursor i `after`.", field="after")
+    if not cursor or len(cursor) > MAX_CURSOR_LENGTH:
+        raise invalid
     try:
-        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise bad_input("Ugyldig cursor i `after`.", field="after") from None
-    if not isinstance(key, list) or len(key) != width:
-        raise bad_input("Ugyldig cursor i `after`.", field="after")
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+    except (binascii.Error, ValueError, UnicodeError):
+        raise invalid from None
+    if not isinstance(key, list) or len(key) != len(types):
+        raise invalid
+    for value, expected in zip(key, types, strict=True):
+        if expected is None:
+            continue
+        # bool is an int in Python, never a key of ours.
+        if type(value) is not expected or (expected is int and abs(value) > MAX_KEY_INT):
+            raise invalid
     return key
+
+
+def _python_type(column: ColumnElement[Any]) -> type | None:
+    try:
+        python_type = column.type.python_type
+    except NotImplementedError:
+        return None
+    return python_type if python_type in (int, str) else None
 
 
 def check_first(first: int | None, max_page_size: int) -> int:
@@ -68,8 +93,8 @@ async def paginate(
 ) -> Page:
     """One page of `statement`, ordered by `order` (unique, ascending), after a cursor."""
     count_statement = select(func.count()).select_from(statement.order_by(None).subquery())
-    if after:
-        key = decode_cursor(after, len(order))
+    if after is not None:
+        key = decode_cursor(after, [_python_type(column) for column in order])
         statement = statement.where(tuple_(*order) > tuple_(*key))
     rows = list((await db.execute(statement.order_by(*order).limit(first + 1))).all())
     has_next = len(rows) > first

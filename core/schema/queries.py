@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import strawberry
@@ -30,6 +31,7 @@ from core.models import (
 from core.schema import ids
 from core.schema.context import Info
 from core.schema.errors import bad_input, forbidden, not_found
+from core.schema.loaders import selected, settled
 from core.schema.pagination import check_first, encode_cursor, paginate
 from core.schema.rows import PERSON_COLUMNS, STUDENT_COLUMNS, PersonRow, StudentRow
 from core.schema.types import (
@@ -93,7 +95,20 @@ class Me:
     @strawberry.field(description="Children you have parental responsibility for.")
     async def children(self, info: Info) -> list[Student]:
         rows = await info.context.loaders.children_of_guardian.load(self._person_id)
+        await _prefetch(info, "Student", rows)
         return [Student.of(r) for r in rows]
+
+
+def _below(info: Info, *path: str) -> list[Any]:
+    """What the query selects below the current field, at `path` (e.g. edges, node)."""
+    return selected([s for f in info.selected_fields for s in f.selections], *path)
+
+
+async def _prefetch(info: Info, type_name: str, rows: Sequence[Any], *path: str) -> None:
+    """Load what the query asks for below `rows` before returning them (see
+    Loaders.prefetch), so the nested fields resolve without awaiting."""
+    if rows:
+        await info.context.loaders.prefetch(type_name, rows, _below(info, *path))
 
 
 def _search(search: str | None) -> ColumnElement[bool] | None:
@@ -108,6 +123,19 @@ def _search(search: str | None) -> ColumnElement[bool] | None:
     pattern = f"%{escaped}%"
     full_name = func.lower(Person.given_name + " " + Person.family_name)
     return full_name.like(pattern, escape="\\")
+
+
+_MISSING = {"School": "Skolen", "Group": "Gruppen"}
+
+
+async def _existing(info: Info, model: Any, global_id: str, type_name: str) -> int:
+    """The primary key of a filter's ID; NOT_FOUND when no such record exists at all (an
+    existing one outside the caller's scope just filters everything out)."""
+    pk = ids.decode_pk(global_id, type_name)
+    found = await info.context.db.execute(select(exists().where(model.id == pk)))
+    if not found.scalar():
+        raise not_found(_MISSING[type_name])
+    return pk
 
 
 def _page_info(page: Any) -> PageInfo:
@@ -129,7 +157,9 @@ def _student_statement(info: Info) -> Select[Any]:
 async def _one_student(info: Info, pk: int, missing_ok: bool = False) -> Student | None:
     row = (await info.context.db.execute(_student_statement(info).where(Person.id == pk))).first()
     if row is not None:
-        return Student.of(StudentRow.of(row))
+        student = StudentRow.of(row)
+        await _prefetch(info, "Student", [student])
+        return Student.of(student)
     if missing_ok:
         return None
     exists_at_all = (
@@ -167,14 +197,16 @@ async def _person_connection(
     ctx = info.context
     ctx.require(kind, "read")
     size = check_first(first, ctx.state.settings.max_page_size)
-    statement = select(*PERSON_COLUMNS).where(ctx.loaders.person_condition(kind, kind, Person.id))
+    statement = select(*PERSON_COLUMNS).where(
+        ctx.loaders.person_condition(kind, kind, Person.id, listing=True)
+    )
     if kind == "guardian":
         statement = statement.where(Person.id.in_(select(Guardianship.guardian_id)))
     else:
         statement = statement.where(Person.id.in_(select(Employment.person_id)))
     if filter is not None:
         if filter.school_id is not None:
-            school_pk = ids.decode_pk(filter.school_id, "School")
+            school_pk = await _existing(info, SchoolModel, filter.school_id, "School")
             if kind == "guardian":
                 statement = statement.where(
                     Person.id.in_(
@@ -283,11 +315,10 @@ class Query:
         statement = _student_statement(info)
         if filter is not None:
             if filter.school_id is not None:
-                statement = statement.where(
-                    Enrolment.school_id == ids.decode_pk(filter.school_id, "School")
-                )
+                school_pk = await _existing(info, SchoolModel, filter.school_id, "School")
+                statement = statement.where(Enrolment.school_id == school_pk)
             if filter.group_id is not None:
-                group_pk = ids.decode_pk(filter.group_id, "Group")
+                group_pk = await _existing(info, GroupModel, filter.group_id, "Group")
                 statement = statement.where(
                     Person.id.in_(
                         select(GroupMembership.student_id).where(
@@ -310,10 +341,12 @@ class Query:
             first=size,
             after=after,
         )
+        students = [StudentRow.of(r) for r in page.rows]
+        await _prefetch(info, "Student", students, "edges", "node")
         return StudentConnection(
             edges=[
-                StudentEdge(cursor=encode_cursor(k), node=Student.of(StudentRow.of(r)))
-                for r, k in zip(page.rows, page.keys, strict=True)
+                StudentEdge(cursor=encode_cursor(k), node=Student.of(r))
+                for r, k in zip(students, page.keys, strict=True)
             ],
             page_info=_page_info(page),
             _total=page,
@@ -332,10 +365,13 @@ class Query:
         filter: PersonFilter | None = None,
     ) -> GuardianConnection:
         page = await _person_connection(info, "guardian", first, after, filter)
+        rows = [PersonRow.of(r) for r in page.rows]
+        await _prefetch(info, "Guardian", rows, "edges", "node")
+        nodes = await settled(Guardian.many(info, rows))
         return GuardianConnection(
             edges=[
-                GuardianEdge(cursor=encode_cursor(k), node=Guardian.of(PersonRow.of(r)))
-                for r, k in zip(page.rows, page.keys, strict=True)
+                GuardianEdge(cursor=encode_cursor(k), node=node)
+                for node, k in zip(nodes, page.keys, strict=True)
             ],
             page_info=_page_info(page),
             _total=page,
@@ -343,7 +379,9 @@ class Query:
 
     @strawberry.field
     async def guardian(self, info: Info, id: strawberry.ID) -> Guardian | None:
-        return Guardian.of(await _one_person(info, "guardian", ids.decode_pk(id, "Guardian")))
+        row = await _one_person(info, "guardian", ids.decode_pk(id, "Guardian"))
+        await _prefetch(info, "Guardian", [row])
+        return (await settled(Guardian.many(info, [row])))[0]
 
     @strawberry.field(description="Employees in your scope, by family name, in pages.")
     async def employees(
@@ -354,10 +392,13 @@ class Query:
         filter: PersonFilter | None = None,
     ) -> EmployeeConnection:
         page = await _person_connection(info, "employee", first, after, filter)
+        rows = [PersonRow.of(r) for r in page.rows]
+        await _prefetch(info, "Employee", rows, "edges", "node")
+        nodes = await settled(Employee.many(info, rows))
         return EmployeeConnection(
             edges=[
-                EmployeeEdge(cursor=encode_cursor(k), node=Employee.of(PersonRow.of(r)))
-                for r, k in zip(page.rows, page.keys, strict=True)
+                EmployeeEdge(cursor=encode_cursor(k), node=node)
+                for node, k in zip(nodes, page.keys, strict=True)
             ],
             page_info=_page_info(page),
             _total=page,
@@ -365,7 +406,9 @@ class Query:
 
     @strawberry.field
     async def employee(self, info: Info, id: strawberry.ID) -> Employee | None:
-        return Employee.of(await _one_person(info, "employee", ids.decode_pk(id, "Employee")))
+        row = await _one_person(info, "employee", ids.decode_pk(id, "Employee"))
+        await _prefetch(info, "Employee", [row])
+        return (await settled(Employee.many(info, [row])))[0]
 
     @strawberry.field(description="Groups of the current school year in your scope.")
     async def groups(
@@ -378,7 +421,8 @@ class Query:
             ctx.loaders.group_condition(),
         )
         if school_id is not None:
-            statement = statement.where(GroupModel.school_id == ids.decode_pk(school_id, "School"))
+            school_pk = await _existing(info, SchoolModel, school_id, "School")
+            statement = statement.where(GroupModel.school_id == school_pk)
         if kind is not None:
             statement = statement.where(GroupModel.kind == kind.value)
         rows = (
@@ -386,13 +430,16 @@ class Query:
                 statement.order_by(GroupModel.school_id, GroupModel.grade, GroupModel.name)
             )
         ).scalars()
-        return [Group.of(g) for g in rows]
+        groups = list(rows)
+        await _prefetch(info, "Group", groups)
+        return [Group.of(g) for g in groups]
 
     @strawberry.field
     async def group(self, info: Info, id: strawberry.ID) -> Group | None:
         pk = ids.decode_pk(id, "Group")
         row = await info.context.loaders.group.load(pk)
         if row is not None:
+            await _prefetch(info, "Group", [row])
             return Group.of(row)
         if await info.context.db.get(GroupModel, pk) is None:
             raise not_found("Gruppen")
@@ -401,10 +448,14 @@ class Query:
     @strawberry.field(description="Any object by its global ID, authorized like its own query.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         type_name, pk = ids.decode(
-            id, ("Student", "Guardian", "Employee", "Group", "School", "SchoolYear")
+            id, ("Student", "Guardian", "Employee", "Group", "School", "SchoolYear", "Document")
         )
         query = Query()
         match type_name:
+            case "Document":
+                from core.schema.documents import Document, load_document
+
+                return Document.of(await load_document(info, pk))
             case "Student":
                 return await query.student(info, id)
             case "Guardian":

@@ -1,0 +1,384 @@
+"""Bad input on every argument of the read API and of grantRole/revokeRole: each gets
+a clear `extensions.code` and a message, never a stack trace, SQL or a driver error;
+failed mutations change nothing."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from core.models import RoleAssignment
+from core.schema import ids
+from tests.conftest import error_codes
+
+ADMIN = "kommuneadmin"
+LEAKS = (
+    "Traceback",
+    'File "',
+    "SELECT ",
+    "sqlalchemy",
+    "sqlite3",
+    "asyncpg",
+    "Exception",
+    "KeyError",
+    "TypeError",
+    "ValueError",
+    "AttributeError",
+    "OperationalError",
+)
+
+
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+# Malformed global IDs: none of them names a record of any type.
+MALFORMED_IDS = [
+    "",
+    "x",
+    "!!!",
+    "12345",
+    ids.encode("Student", 1) + "!",
+    b64(b"Student"),
+    b64(b"Student:"),
+    b64(b":1"),
+    b64(b"Student:abc"),
+    b64(b"Student:0"),
+    b64(b"Student:-1"),
+    b64(b"Student:1.5"),
+    b64(b"Student:1:2"),
+    b64(b"Student:99999999999999999999"),
+    b64(b"Student:" + str(2**31).encode()),
+    b64(b"\xff\xfe:1"),
+    "æøå",
+    "A" * 5000,
+]
+UNKNOWN_PK = 2**31 - 1  # well-formed, but no such row
+
+# Every argument that takes an ID: (operation, the ID's type, the code for a well-formed
+# ID that names no record). Variables carry the input, as a client sends it.
+ID_ARGUMENTS: list[tuple[str, str, str | None]] = [
+    ("query($v: ID!) { school(id: $v) { id } }", "School", "NOT_FOUND"),
+    ("query($v: ID!) { student(id: $v) { id } }", "Student", "NOT_FOUND"),
+    ("query($v: ID!) { guardian(id: $v) { id } }", "Guardian", "NOT_FOUND"),
+    ("query($v: ID!) { employee(id: $v) { id } }", "Employee", "NOT_FOUND"),
+    ("query($v: ID!) { group(id: $v) { id } }", "Group", "NOT_FOUND"),
+    ("query($v: ID!) { node(id: $v) { id } }", "Student", "NOT_FOUND"),
+    (
+        "query($v: ID!) { students(filter: {schoolId: $v}) { totalCount } }",
+        "School",
+        "NOT_FOUND",
+    ),
+    (
+        "query($v: ID!) { students(filter: {groupId: $v}) { totalCount } }",
+        "Group",
+        "NOT_FOUND",
+    ),
+    (
+        "query($v: ID!) { guardians(filter: {schoolId: $v}) { totalCount } }",
+        "School",
+        "NOT_FOUND",
+    ),
+    (
+        "query($v: ID!) { employees(filter: {schoolId: $v}) { totalCount } }",
+        "School",
+        "NOT_FOUND",
+    ),
+    ("query($v: ID!) { groups(schoolId: $v) { id } }", "School", "NOT_FOUND"),
+    # An actor that never acted simply has no events.
+    ("query($v: ID!) { auditLog(filter: {actorId: $v}) { totalCount } }", "Person", None),
+    (
+        'mutation($v: ID!) { grantRole(input: {personId: $v, role: "laerer"}) { id } }',
+        "Person",
+        "NOT_FOUND",
+    ),
+    (
+        'mutation($v: ID!) { grantRole(input: {personId: "'
+        + ids.encode("Person", 1)
+        + '", role: "laerer", schoolId: $v}) { id } }',
+        "School",
+        "NOT_FOUND",
+    ),
+    ("mutation($v: ID!) { revokeRole(id: $v) { id } }", "RoleAssignment", "NOT_FOUND"),
+]
+
+
+def assert_error(body: dict[str, Any], code: str, context: object = None) -> None:
+    """Exactly one error, with `code`, a message, no leak; and no data for it."""
+    assert error_codes(body) == [code], (context, body)
+    error = body["errors"][0]
+    assert error["message"].strip(), (context, body)
+    text = json.dumps(body)
+    for leak in LEAKS:
+        assert leak not in text, (context, leak, body)
+    data = body.get("data")
+    assert data is None or all(v in (None, []) for v in data.values()), (context, data)
+
+
+@pytest.fixture(scope="module")
+async def role_count(sessions):
+    """The number of role assignments now: a failed mutation must leave it unchanged."""
+
+    async def count() -> int:
+        async with sessions() as session:
+            return await session.scalar(select(func.count()).select_from(RoleAssignment))
+
+    return count
+
+
+@pytest.mark.parametrize(("operation", "type_name", "unknown"), ID_ARGUMENTS)
+async def test_id_arguments(gql, role_count, operation, type_name, unknown):
+    before = await role_count()
+    for value in MALFORMED_IDS:
+        body = await gql.query(ADMIN, operation, {"v": value})
+        assert_error(body, "BAD_USER_INPUT", value)
+    # A well-formed ID of another type is bad input too, not "not found" (`node` takes
+    # every type it can return, but not an audit event or an unknown type).
+    others = ["AuditEvent", "Bogus"]
+    if "node(" not in operation:
+        others.append("Group" if type_name != "Group" else "School")
+    for other in others:
+        body = await gql.query(ADMIN, operation, {"v": ids.encode(other, 1)})
+        assert_error(body, "BAD_USER_INPUT", other)
+    body = await gql.query(ADMIN, operation, {"v": ids.encode(type_name, UNKNOWN_PK)})
+    if unknown is None:
+        assert not body.get("errors"), body
+    else:
+        assert_error(body, unknown)
+    assert await role_count() == before
+
+
+def cursor(key: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+
+
+BAD_CURSORS = [
+    "",
+    "garbage!",
+    b64(b"not json"),
+    cursor({"a": 1}),
+    cursor("Hansen"),
+    cursor([]),
+    cursor(["Hansen", "Emma"]),
+    cursor(["Hansen", "Emma", 1, 2]),
+    cursor(["Hansen", "Emma", "1"]),
+    cursor(["Hansen", "Emma", 1.5]),
+    cursor(["Hansen", "Emma", True]),
+    cursor(["Hansen", "Emma", None]),
+    cursor([["Hansen"], "Emma", 1]),
+    cursor([{"x": 1}, "Emma", 1]),
+    cursor(["Hansen", "Emma", 2**63]),
+    cursor(["x" * 2000, "Emma", 1]),
+]
+# Every paginated list of the read API, with its first page's selection.
+CONNECTIONS = ["students", "guardians", "employees", "auditLog"]
+
+
+@pytest.mark.parametrize("connection", CONNECTIONS)
+async def test_first_and_after(gql, connection):
+    operation = (
+        f"query($first: Int, $after: String) {{ {connection}(first: $first, after: $after) "
+        "{ totalCount pageInfo { endCursor } } }"
+    )
+    for first in (-1, -1000, 201, 10_000):
+        body = await gql.query(ADMIN, operation, {"first": first})
+        assert_error(body, "BAD_USER_INPUT", first)
+        assert body["errors"][0]["extensions"].get("field") == "first"
+    for after in BAD_CURSORS:
+        body = await gql.query(ADMIN, operation, {"first": 2, "after": after})
+        assert_error(body, "BAD_USER_INPUT", after)
+    # Outside 32 bits, or not a number at all: the GraphQL Int type says no.
+    for first in (2**31, "ten", 1.5):
+        assert_error(await gql.query(ADMIN, operation, {"first": first}), "BAD_USER_INPUT")
+    # The limits themselves are fine, and a real cursor works.
+    page = await gql.data(ADMIN, operation, {"first": 200})
+    end = page[connection]["pageInfo"]["endCursor"]
+    assert (await gql.data(ADMIN, operation, {"first": 0, "after": end}))[connection]
+
+
+@pytest.mark.parametrize(
+    ("operation", "variables"),
+    [
+        ("query($g: Int) { students(filter: {grade: $g}) { totalCount } }", {"g": 0}),
+        ("query($g: Int) { students(filter: {grade: $g}) { totalCount } }", {"g": 11}),
+        ("query($g: Int) { students(filter: {grade: $g}) { totalCount } }", {"g": -3}),
+        ("query($g: Int) { students(filter: {grade: $g}) { totalCount } }", {"g": 2**40}),
+        ("query($g: Int) { students(filter: {grade: $g}) { totalCount } }", {"g": "5"}),
+        ("query($s: String) { students(filter: {search: $s}) { totalCount } }", {"s": ""}),
+        ("query($s: String) { students(filter: {search: $s}) { totalCount } }", {"s": "   "}),
+        ("query($s: String) { students(filter: {search: $s}) { totalCount } }", {"s": "a" * 101}),
+        ("query($s: String) { guardians(filter: {search: $s}) { totalCount } }", {"s": ""}),
+        ("query($s: String) { employees(filter: {search: $s}) { totalCount } }", {"s": "b" * 500}),
+        ("query($k: GroupKind) { groups(kind: $k) { id } }", {"k": "KLASSE"}),
+        ("query($k: GroupKind) { groups(kind: $k) { id } }", {"k": "class"}),
+        ("{ students(filter: {schoolId: 5}) { totalCount } }", {}),
+        ("{ students(filter: {colour: 1}) { totalCount } }", {}),
+        ("{ students(last: 5) { totalCount } }", {}),
+        ("{ student { id } }", {}),
+        ("{ student(id: null) { id } }", {}),
+        ("{ schools { id shoeSize } }", {}),
+        ("{ auditLog(filter: {action: 5}) { totalCount } }", {}),
+        ('mutation { grantRole(input: {role: "laerer"}) { id } }', {}),
+        ('mutation { grantRole(input: {personId: "x"}) { id } }', {}),
+    ],
+)
+async def test_bad_filter_and_argument_values(gql, operation, variables):
+    assert_error(await gql.query(ADMIN, operation, variables), "BAD_USER_INPUT", variables)
+
+
+async def test_search_takes_wildcards_literally(gql):
+    operation = "query($s: String) { students(filter: {search: $s}) { totalCount } }"
+    for term in ("%", "_", "\\", "'; DROP TABLE person; --"):
+        data = await gql.data(ADMIN, operation, {"s": term})
+        assert data["students"]["totalCount"] == 0, term
+
+
+def nested(depth: int) -> str:
+    """A query `depth` levels deep, walking groups -> students -> guardians -> children."""
+    chain = ["groups", "students", "guardians", "children"]
+    inner = "id"
+    for level in reversed(range(depth)):
+        inner = f"{chain[level % 4]} {{ {inner} }}"
+    return "{ " + inner + " }"
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        nested(12),
+        "{ " + " ".join(f"a{i}: schools {{ id }}" for i in range(31)) + " }",
+        "{ schools { " + "id " * 2100 + "} }",
+        "{ schools { id }",
+        "{ schools { id } } }",
+        "query { schools(id: ) { id } }",
+        "{ schools { id } ",
+        'query { student(id: "abc) { id } }',
+        "{ ...Missing }",
+        "fragment F on School { ...F } { schools { ...F } }",
+        "subscription { schools { id } }",
+        "   ",
+        "# only a comment",
+    ],
+)
+async def test_invalid_documents(gql, operation):
+    assert_error(await gql.query(ADMIN, operation), "BAD_USER_INPUT", operation[:60])
+
+
+async def test_limits_hold_just_under(gql):
+    # A guardian's scope keeps the fan-out of a deep query small.
+    assert (await gql.data("foresatt.berg", nested(9)))["groups"]
+    aliases = "{ " + " ".join(f"a{i}: schoolYears {{ id }}" for i in range(30)) + " }"
+    assert len(await gql.data(ADMIN, aliases)) == 30
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"not json",
+        b'{"query": ""}',
+        b"[1, 2]",
+        b'{"query": 5}',
+        b'{"variables": {}}',
+        b'{"query": "query A { me { name } }", "operationName": "B"}',
+        b'{"query": "{ me { name } }", "variables": "x"}',
+    ],
+)
+async def test_malformed_http_bodies(gql, client, payload):
+    token = await gql.token(ADMIN)
+    response = await client.post(
+        "/graphql",
+        content=payload,
+        headers={"Authorization": f"Bearer {token}", "content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    for leak in LEAKS:
+        assert leak not in response.text
+
+
+# -- grantRole / revokeRole -------------------------------------------------------------------
+
+GRANT = """mutation($input: GrantRoleInput!) {
+    grantRole(input: $input) { id role personName school { name } } }"""
+REVOKE = "mutation($id: ID!) { revokeRole(id: $id) { id } }"
+
+
+@pytest.fixture(scope="module")
+async def people(sessions) -> dict[str, str]:
+    """Global IDs of the records the grantRole cases use, looked up once."""
+    from core.models import Person, School
+
+    async with sessions() as session:
+        person = {
+            username: pk
+            for username, pk in (
+                await session.execute(
+                    select(Person.username, Person.id).where(
+                        Person.username.in_(["laerer.nordby.5a", "kommuneadmin"])
+                    )
+                )
+            ).all()
+        }
+        schools = dict((await session.execute(select(School.name, School.id))).all())
+        assignment = await session.scalar(
+            select(RoleAssignment.id).where(
+                RoleAssignment.person_id == person["kommuneadmin"],
+                RoleAssignment.role == "kommuneadmin",
+            )
+        )
+    return {
+        "teacher": ids.encode("Person", person["laerer.nordby.5a"]),
+        "nordby": ids.encode("School", schools["Nordby skole"]),
+        "sorby": ids.encode("School", schools["Sørby ungdomsskole"]),
+        "kommuneadmin_role": ids.encode("RoleAssignment", assignment),
+    }
+
+
+@pytest.mark.parametrize(
+    ("username", "input", "code"),
+    [
+        (ADMIN, {"role": "trollmann"}, "BAD_USER_INPUT"),
+        (ADMIN, {"role": ""}, "BAD_USER_INPUT"),
+        (ADMIN, {"role": "   "}, "BAD_USER_INPUT"),
+        (ADMIN, {"role": "x" * 10_000}, "BAD_USER_INPUT"),
+        (ADMIN, {"role": "foresatt"}, "BAD_USER_INPUT"),  # follows from the register
+        (ADMIN, {"role": "slett_dokument"}, "BAD_USER_INPUT"),  # a special permission
+        (ADMIN, {"role": "laerer", "personId": ids.encode("Person", UNKNOWN_PK)}, "NOT_FOUND"),
+        (ADMIN, {"role": "laerer", "schoolId": ids.encode("School", UNKNOWN_PK)}, "NOT_FOUND"),
+        (ADMIN, {"role": "laerer", "schoolId": ""}, "BAD_USER_INPUT"),
+        (ADMIN, {"role": "laerer", "schoolId": "nordby"}, "BAD_USER_INPUT"),  # already has it
+        # A school administrator may grant at their own school only ...
+        ("skoleadmin.nordby", {"role": "laerer", "schoolId": "sorby"}, "FORBIDDEN"),
+        # ... never municipality-wide, and never a role that reaches the municipality.
+        ("skoleadmin.nordby", {"role": "laerer"}, "FORBIDDEN"),
+        ("skoleadmin.nordby", {"role": "kommuneadmin", "schoolId": "nordby"}, "FORBIDDEN"),
+        ("laerer.nordby.5a", {"role": "laerer", "schoolId": "nordby"}, "FORBIDDEN"),
+        ("foresatt.hansen", {"role": "laerer", "schoolId": "nordby"}, "FORBIDDEN"),
+    ],
+)
+async def test_grant_role_errors_change_nothing(gql, people, role_count, username, input, code):
+    values = {"personId": people["teacher"], **input}
+    if values.get("schoolId") in people:
+        values["schoolId"] = people[values["schoolId"]]
+    before = await role_count()
+    assert_error(await gql.query(username, GRANT, {"input": values}), code, input)
+    assert await role_count() == before
+
+
+@pytest.mark.parametrize(
+    ("username", "target", "code"),
+    [
+        (ADMIN, ids.encode("RoleAssignment", UNKNOWN_PK), "NOT_FOUND"),
+        (ADMIN, ids.encode("Person", 1), "BAD_USER_INPUT"),
+        ("skoleadmin.nordby", "kommuneadmin_role", "FORBIDDEN"),
+        ("laerer.nordby.5a", "kommuneadmin_role", "FORBIDDEN"),
+    ],
+)
+async def test_revoke_role_errors_change_nothing(gql, people, role_count, username, target, code):
+    before = await role_count()
+    body = await gql.query(username, REVOKE, {"id": people.get(target, target)})
+    assert_error(body, code, target)
+    assert await role_count() == before

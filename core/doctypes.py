@@ -82,6 +82,15 @@ _RECIPIENT_TEXT = {
     "none": "ingen (dokumentet sendes ikke ut)",
 }
 _FOLDER_TEXT = {"student": "elevmappe", "school": "skolemappe for skoleåret"}
+# What a channel's `requires` (the recipient attribute it needs) means to an administrator;
+# a third-party plugin's attribute not listed here is shown by its name.
+_REQUIRES_TEXT = {
+    "email": "e-postadresse",
+    "mobile": "mobilnummer",
+    "national_id": "fødselsnummer",
+    "activated_at": "aktivert brukerkonto i Tavle",
+    "street_address": "postadresse",
+}
 
 
 class DoctypeError(Exception):
@@ -187,8 +196,13 @@ class _Located:
         return 1
 
 
+# libyaml's parser when PyYAML was built with it (several times faster; same nodes and
+# marks), else the pure-Python one.
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _compose(text: str, problems: list[tuple[int, str]]) -> _Located | None:
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -323,6 +337,8 @@ def template_environment(directory: Path) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        # An optional field left empty is None; print nothing rather than "None" in a letter.
+        finalize=lambda value: "" if value is None else value,
     )
     env.filters["dato"] = format_date
     env.filters["klokkeslett"] = format_time
@@ -342,34 +358,72 @@ def _template_problems(
     env: jinja2.Environment, directory: Path, name: str, declared: set[str] | None
 ) -> list[str]:
     """Syntax errors, and (when `declared` is given) `fields.x` not declared."""
+    problems, _ = _template_check(env, directory, name, declared)
+    return problems
+
+
+def _template_check(
+    env: jinja2.Environment, directory: Path, name: str, declared: set[str] | None
+) -> tuple[list[str], set[str] | None]:
+    """(problems, field names the template uses). The names are None when the template
+    does not parse, or reads `fields` in a way that cannot be followed statically (a loop
+    over it, a computed key), so the caller cannot tell which fields go unused."""
     path = directory / name
     try:
         source = path.read_text(encoding="utf-8")
     except OSError as error:
-        return [f"{path}:1: cannot read the template: {error.strerror}"]
+        return [f"{path}:1: cannot read the template: {error.strerror}"], None
     try:
         tree = env.parse(source, name, str(path))
-        env.compile(source, name, str(path))
+        # Compiling finds what parsing alone does not (e.g. a misplaced {% break %}).
+        env.compile(tree, name, str(path))
     except jinja2.TemplateSyntaxError as error:
-        return [f"{path}:{error.lineno}: template syntax error: {error.message}"]
+        return [f"{path}:{error.lineno}: template syntax error: {error.message}"], None
     problems: list[str] = []
-    if declared is not None:
-        for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-            target = node.node
-            if not (isinstance(target, nodes.Name) and target.name == "fields"):
-                continue
-            if isinstance(node, nodes.Getattr):
-                used = node.attr
-            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-                used = node.arg.value
-            else:
-                continue
-            if used not in declared:
+    # {% extends %}, {% include %} and {% import %} of a file that is not there would only
+    # fail when a document is finalized.
+    for node in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+        target = node.template
+        if isinstance(target, nodes.Const) and isinstance(target.value, str):
+            if not (directory / target.value).is_file():
                 problems.append(
-                    f"{path}:{node.lineno}: the template uses fields.{used}, "
-                    "which the doctype does not declare"
+                    f"{path}:{node.lineno}: the template refers to {target.value!r}, "
+                    f"which is not in {directory}"
                 )
-    return problems
+    used: set[str] = set()
+    static_targets: set[int] = set()
+    # fields.items(), fields.get(...): a method of the mapping, not a field.
+    methods = {
+        id(call.node)
+        for call in tree.find_all(nodes.Call)
+        if isinstance(call.node, nodes.Getattr)
+        and isinstance(call.node.node, nodes.Name)
+        and call.node.node.name == "fields"
+    }
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        target = node.node
+        if not (isinstance(target, nodes.Name) and target.name == "fields"):
+            continue
+        if id(node) in methods:
+            continue
+        if isinstance(node, nodes.Getattr):
+            field_name = node.attr
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            field_name = node.arg.value
+        else:
+            continue
+        static_targets.add(id(target))
+        used.add(field_name)
+        if declared is not None and field_name not in declared:
+            problems.append(
+                f"{path}:{node.lineno}: the template uses fields.{field_name}, "
+                "which the doctype does not declare"
+            )
+    dynamic = any(
+        node.name == "fields" and id(node) not in static_targets
+        for node in tree.find_all(nodes.Name)
+    )
+    return problems, None if dynamic else used
 
 
 # --------------------------------------------------------------------------------------
@@ -756,9 +810,18 @@ def _check_doctype(
         elif not template_path.is_file():
             check.error(("template",), f"template file {template!r} not found in {path.parent}")
         else:
-            check.problems.extend(
-                _template_problems(env, path.parent, template, names if fields else names)
-            )
+            template_problems, used = _template_check(env, path.parent, template, names)
+            check.problems.extend(template_problems)
+            # A required field the letter never prints is almost always a template that
+            # drifted from its doctype (a renamed field): the author must fill in a value
+            # that nobody will ever see.
+            if used is not None and not template_problems:
+                for f in fields:
+                    if f.required and f.name not in used:
+                        check.problems.append(
+                            f"{path}:{f.line}: required field {f.name!r} is never used by "
+                            f"the template {template!r}"
+                        )
 
     if check.problems:
         return None, check.problems
@@ -813,8 +876,10 @@ def load_doctypes(
     files = sorted(p for p in directory.glob("*.yaml") if p.is_file()) if directory.is_dir() else []
     if not files:
         raise DoctypeError([f"{directory}:0: no doctype files (*.yaml) found"])
-    if (directory / BASE_TEMPLATE).is_file():
-        problems.extend(_template_problems(env, directory, BASE_TEMPLATE, None))
+    # The shared templates (the base letter, macro files): "_*.html.j2". A syntax error
+    # there would otherwise only show when a document is finalized.
+    for shared in sorted(directory.glob("_*.j2")):
+        problems.extend(_template_problems(env, directory, shared.name, None))
     for path in files:
         yaml_problems: list[tuple[int, str]] = []
         try:
@@ -964,7 +1029,11 @@ def route_description(doctype: DocType, channels: Mapping[str, ChannelInfo]) -> 
                 if info.cost_per_unit == 0
                 else f"{_money(info.cost_per_unit)} kr per {info.unit}"
             )
-            needs = f", krever {info.requires}" if info.requires else ""
+            needs = (
+                f", krever {_REQUIRES_TEXT.get(info.requires, info.requires)}"
+                if info.requires
+                else ""
+            )
             lines.append(f"  {number}. {info.title} ({name}): {cost}{needs}")
     else:
         lines.append("Sendes ikke ut: dokumentet blir liggende på eleven i Tavle")

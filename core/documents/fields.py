@@ -57,8 +57,9 @@ def _value(field: Any, raw: Any) -> Any:
 
 
 def clean_fields(doctype: Any, values: Any, *, require_all: bool) -> dict[str, Any]:
-    """Validated, normalised values. Unknown fields are errors; required fields must be
-    present when `require_all` (finalizing), while a draft may be incomplete."""
+    """Validated, normalised values. Unknown fields are errors; with `require_all` every
+    required field must have a value (create and update ask for it, and finalize checks
+    again in case the doctype gained a required field since)."""
     if values is None:
         values = {}
     if not isinstance(values, dict):

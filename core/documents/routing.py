@@ -14,6 +14,7 @@ REQUIREMENT_TEXT = {
     "national_id": "fødselsnummer",
     "email": "e-postadresse",
     "mobile": "mobilnummer",
+    "activated_at": "aktivert konto",
 }
 
 
@@ -53,7 +54,16 @@ def plan_deliveries(
     no allowed channel can reach, before anything is written."""
     usable = allowed_channels(doctype, channels, sensitive=sensitive)
     if not usable:
-        raise BadInput(f"Dokumenttypen {doctype.key!r} har ingen kanal som kan brukes.")
+        if sensitive:
+            raise BadInput(
+                "Dokumentet inneholder sensitive personopplysninger og kan bare sendes med "
+                f"SvarUt; ingen av kanalene til {doctype.key!r} "
+                f"({', '.join(doctype.channels) or 'ingen'}) kan brukes.",
+                field="channels",
+            )
+        raise BadInput(
+            f"Dokumenttypen {doctype.key!r} har ingen kanal som kan brukes.", field="channels"
+        )
     planned: list[PlannedDelivery] = []
     for person in recipients:
         reachable = [c for c in usable if not c.requires or getattr(person, c.requires, None)]

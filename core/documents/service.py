@@ -1,25 +1,34 @@
 """Document life cycle: create, edit while draft, finalize (render, hash, sign), send
 (one outbox delivery per recipient and channel) and delete. Each operation is one
-transaction, checks the caller's scope in SQL first, and writes an audit event."""
+transaction, checks the caller's scope in SQL first, and writes an audit event.
+
+Staff write the school's documents; a guardian writes only applications (doctype
+permission application:submit) and submits one by finalizing it. Who reads what is
+`visible_documents`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import ColumnElement, and_, exists, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
 from core.access import scopes
-from core.access.grants import Principal
+from core.access.grants import Principal, ScopedGrant
+from core.access.vocabulary import PERSONAL_SCOPES
+from core.archive import queue as archive_queue
 from core.db import transaction
 from core.documents.fields import clean_fields
 from core.documents.render import letter_context, render_document
 from core.documents.routing import plan_deliveries
+from core.documents.rules import check_doctype_rules, is_sensitive
 from core.errors import BadInput, Forbidden, NotFound
 from core.models import (
     Delivery,
+    DeliveryStatus,
     Document,
     DocumentStatus,
     Enrolment,
@@ -47,27 +56,115 @@ class Permission:
         return cls(resource, action)
 
 
-def visible_documents(principal: Principal) -> Any:
-    """SQL condition: documents the caller may read. Restricted documents need the
-    separate document_restricted permission; deleted ones are gone for everyone."""
-    readable = scopes.students(principal, principal.scopes("document", "read"), Document.student_id)
+APPLICATION = Permission("application", "submit")
+
+
+def is_application(doctype: Any) -> bool:
+    """A guardian's application (permission application:submit): written, edited and
+    submitted (finalized) by the guardian alone; the school sees it once submitted."""
+    return Permission.parse(doctype.permission) == APPLICATION
+
+
+def application_keys(doctypes: Mapping[str, Any] | None) -> list[str]:
+    """The keys of the application doctypes, whose drafts are private to their author."""
+    return sorted(key for key, d in (doctypes or {}).items() if is_application(d))
+
+
+def _staff(grants: tuple[ScopedGrant, ...]) -> tuple[ScopedGrant, ...]:
+    """The grants held as school staff: not through a guardian's children or oneself."""
+    return tuple(g for g in grants if g.scope not in PERSONAL_SCOPES)
+
+
+def author_grants(principal: Principal, doctype: Any) -> tuple[ScopedGrant, ...]:
+    """Where the caller may write a document of `doctype`. An application needs
+    application:submit (a guardian, for their own children). Every other doctype is the
+    school's record and needs the doctype's permission held as staff: a guardian who may
+    register absence or send messages about their child (absence:create, message:send)
+    is still never the author of the school's absence notice or note, whatever a
+    municipality puts in roles.csv."""
+    permission = Permission.parse(doctype.permission)
+    grants = principal.scopes(permission.resource, permission.action)
+    return grants if is_application(doctype) else _staff(grants)
+
+
+def visible_documents(
+    principal: Principal, doctypes: Mapping[str, Any] | None = None
+) -> ColumnElement[bool]:
+    """SQL condition: documents the caller may read; deleted ones are gone for everyone.
+
+    - Staff (document:read at a school or group scope): documents about students in
+      scope; restricted ones only with document_restricted:read for the student.
+    - Guardians and students (document:read over their own children or themselves): the
+      same, but never drafts.
+    - The author: their own documents about students they may read (a guardian's own
+      application, restricted or not, draft or submitted).
+    - A recipient: every finalized document with a delivery to them (any status), also
+      when restricted (a warning of absence is restricted, and it is written to them).
+      Nothing else restricted about their child, and never someone else's draft.
+
+    With `doctypes` given, an application still in draft is private to its author: the
+    school sees it once it is submitted (finalized)."""
+    read = principal.scopes("document", "read")
+    staff = _staff(read)
+    family = tuple(g for g in read if g.scope in PERSONAL_SCOPES)
     restricted_ok = scopes.students(
         principal, principal.scopes("document_restricted", "read"), Document.student_id
     )
-    return and_(
-        Document.deleted_at.is_(None),
-        readable,
-        (Document.restricted.is_(False)) | restricted_ok,
-    )
+    allowed = Document.restricted.is_(False) | restricted_ok
+    finished = Document.status != DocumentStatus.DRAFT
+    paths: list[ColumnElement[bool]] = [
+        and_(
+            finished,
+            exists().where(
+                Delivery.document_id == Document.id,
+                Delivery.recipient_id == principal.person_id,
+            ),
+        )
+    ]
+    if staff:
+        paths.append(and_(scopes.students(principal, staff, Document.student_id), allowed))
+    if family:
+        paths.append(
+            and_(scopes.students(principal, family, Document.student_id), finished, allowed)
+        )
+    if read:
+        paths.append(
+            and_(
+                Document.created_by_id == principal.person_id,
+                scopes.students(principal, read, Document.student_id),
+            )
+        )
+    condition = and_(Document.deleted_at.is_(None), or_(*paths))
+    private = application_keys(doctypes)
+    if private:
+        condition = and_(
+            condition,
+            not_(
+                and_(
+                    Document.status == DocumentStatus.DRAFT,
+                    Document.doctype_key.in_(private),
+                    Document.created_by_id != principal.person_id,
+                )
+            ),
+        )
+    return condition
 
 
-async def _student_in_scope(
-    session: AsyncSession, principal: Principal, student_id: int, *permissions: Permission
+async def _covers(
+    session: AsyncSession,
+    principal: Principal,
+    student_id: int,
+    *grant_sets: tuple[ScopedGrant, ...],
 ) -> bool:
-    grants = [g for p in permissions for g in principal.scopes(p.resource, p.action)]
-    if not grants:
-        return False
-    condition = scopes.students(principal, grants, Enrolment.student_id, Enrolment.school_id)
+    """Whether every one of `grant_sets` covers the student: finalizing needs both
+    document:finalize and the doctype's own permission, not either of them."""
+    conditions = []
+    for grants in grant_sets:
+        if not grants:
+            return False
+        conditions.append(
+            scopes.students(principal, grants, Enrolment.student_id, Enrolment.school_id)
+        )
     return bool(
         (
             await session.execute(
@@ -75,7 +172,7 @@ async def _student_in_scope(
                     exists().where(
                         Enrolment.student_id == student_id,
                         Enrolment.school_year_id == principal.current_school_year_id,
-                        condition,
+                        *conditions,
                     )
                 )
             )
@@ -84,16 +181,31 @@ async def _student_in_scope(
 
 
 async def _require(
-    session: AsyncSession, principal: Principal, student_id: int, *permissions: Permission
+    session: AsyncSession,
+    principal: Principal,
+    student_id: int,
+    *grant_sets: tuple[ScopedGrant, ...],
 ) -> None:
-    if not await _student_in_scope(session, principal, student_id, *permissions):
+    if not await _covers(session, principal, student_id, *grant_sets):
         raise Forbidden("Du har ikke tilgang til å gjøre dette for denne eleven.")
 
 
+def _staff_grants(principal: Principal, resource: str, action: str) -> tuple[ScopedGrant, ...]:
+    return _staff(principal.scopes(resource, action))
+
+
+def _require_author_of_application(principal: Principal, doctype: Any, document: Any) -> None:
+    """An application is the guardian's own: nobody else edits or submits it."""
+    if is_application(doctype) and document.created_by_id != principal.person_id:
+        raise Forbidden("Bare den som har skrevet søknaden kan endre eller sende den inn.")
+
+
 def _doctype(state: Any, key: str) -> Any:
+    """The doctype by key, checked against the rules no configuration may break."""
     doctype = state.doctypes.get(key)
     if doctype is None:
         raise BadInput(f"Ukjent dokumenttype {key!r}.", field="doctype")
+    check_doctype_rules(doctype)
     return doctype
 
 
@@ -119,7 +231,7 @@ def _basis(doctype: Any, requested: str | None) -> tuple[bool, str | None]:
 
 
 async def _load_for_change(
-    session: AsyncSession, principal: Principal, document_id: int
+    session: AsyncSession, state: Any, principal: Principal, document_id: int
 ) -> Document:
     document = (
         await session.execute(
@@ -130,7 +242,11 @@ async def _load_for_change(
         raise NotFound("Dokumentet finnes ikke.")
     visible = (
         await session.execute(
-            select(exists().where(Document.id == document_id, visible_documents(principal)))
+            select(
+                exists().where(
+                    Document.id == document_id, visible_documents(principal, state.doctypes)
+                )
+            )
         )
     ).scalar()
     if not visible:
@@ -148,7 +264,12 @@ async def create_document(
     restriction_basis: str | None = None,
 ) -> Document:
     doctype = _doctype(state, doctype_key)
-    cleaned = clean_fields(doctype, fields, require_all=False)
+    authoring = author_grants(principal, doctype)
+    # Refuse a caller without the doctype's permission anywhere before looking at the
+    # input, so the answer does not depend on what they typed.
+    if not authoring:
+        raise Forbidden(f"Du har ikke tilgang til å opprette «{doctype.title}».")
+    cleaned = clean_fields(doctype, fields, require_all=True)
     restricted, basis = _basis(doctype, restriction_basis)
     async with transaction(state.sessions) as session:
         enrolment = (
@@ -161,7 +282,7 @@ async def create_document(
         ).scalar_one_or_none()
         if enrolment is None:
             raise NotFound("Eleven finnes ikke.")
-        await _require(session, principal, student_id, Permission.parse(doctype.permission))
+        await _require(session, principal, student_id, authoring)
         student = await session.get(Person, student_id)
         assert student is not None
         now = utcnow()
@@ -173,7 +294,7 @@ async def create_document(
             school_year_id=enrolment.school_year_id,
             fields=cleaned,
             status=DocumentStatus.DRAFT,
-            sensitive=doctype.sensitive,
+            sensitive=is_sensitive(doctype),
             restricted=restricted,
             restriction_basis=basis,
             created_by_id=principal.person_id,
@@ -201,19 +322,33 @@ async def update_document(
     fields: Any | None,
     restriction_basis: str | None,
 ) -> Document:
+    """Replace a draft's field values (all of them, validated as on create) and/or its
+    restriction basis; the basis only by the document's author."""
+    if fields is None and restriction_basis is None:
+        raise BadInput("Oppgi felt eller unntakshjemmel som skal endres.", field="fields")
     async with transaction(state.sessions) as session:
-        document = await _load_for_change(session, principal, document_id)
+        document = await _load_for_change(session, state, principal, document_id)
         doctype = _doctype(state, document.doctype_key)
-        await _require(
-            session, principal, document.student_id, Permission.parse(doctype.permission)
-        )
+        _require_author_of_application(principal, doctype, document)
+        await _require(session, principal, document.student_id, author_grants(principal, doctype))
         if document.status != DocumentStatus.DRAFT:
             raise BadInput("Dokumentet er ferdigstilt og kan ikke endres.", field="id")
+        values: dict[str, Any] = {"updated_at": utcnow()}
         if fields is not None:
-            document.fields = clean_fields(doctype, fields, require_all=False)
+            values["fields"] = clean_fields(doctype, fields, require_all=True)
         if restriction_basis is not None:
-            document.restricted, document.restriction_basis = _basis(doctype, restriction_basis)
-        document.updated_at = utcnow()
+            if document.created_by_id != principal.person_id:
+                raise Forbidden("Bare den som har skrevet dokumentet kan endre unntakshjemmelen.")
+            values["restricted"], values["restriction_basis"] = _basis(doctype, restriction_basis)
+        # Only while still a draft: a finalize that committed since the read above wins,
+        # so a signed document never changes under its signature.
+        result = await session.execute(
+            update(Document)
+            .where(Document.id == document.id, Document.status == DocumentStatus.DRAFT)
+            .values(**values)
+        )
+        if result.rowcount != 1:
+            raise BadInput("Dokumentet er ferdigstilt og kan ikke endres.", field="id")
         await audit.record(
             session,
             actor_id=principal.person_id,
@@ -239,20 +374,24 @@ async def _class_name(session: AsyncSession, student_id: int, year_id: int) -> s
 
 
 async def finalize_document(state: Any, principal: Principal, document_id: int) -> Document:
-    """Render, hash and sign; the document is immutable afterwards."""
+    """Render, hash and sign; the document is immutable afterwards.
+
+    Staff finalize with document:finalize and the doctype's permission for the student.
+    For an application, finalizing is submitting it: only its author (the guardian, with
+    application:submit for the child) does it and signs it; the school sees it from then
+    on, and a doctype archived "always" on finalize is queued as for any other."""
     async with state.sessions() as session:
-        document = await _load_for_change(session, principal, document_id)
+        document = await _load_for_change(session, state, principal, document_id)
         doctype = _doctype(state, document.doctype_key)
-        await _require(
-            session,
-            principal,
-            document.student_id,
-            Permission("document", "finalize"),
-            Permission.parse(doctype.permission),
-        )
+        _require_author_of_application(principal, doctype, document)
+        needed = [author_grants(principal, doctype)]
+        if not is_application(doctype):
+            needed.append(_staff_grants(principal, "document", "finalize"))
+        await _require(session, principal, document.student_id, *needed)
         if document.status != DocumentStatus.DRAFT:
             raise BadInput("Dokumentet er allerede ferdigstilt.", field="id")
         cleaned = clean_fields(doctype, document.fields, require_all=True)
+        read_version = document.updated_at
         student = await session.get(Person, document.student_id)
         school = await session.get(School, document.school_id)
         author = await session.get(Person, document.created_by_id)
@@ -291,10 +430,16 @@ async def finalize_document(state: Any, principal: Principal, document_id: int) 
         ),
     )
     async with transaction(state.sessions) as session:
-        # Only a draft is finalized: a concurrent finalize loses here instead of signing twice.
+        # Only the draft as it was read and rendered is signed: a concurrent finalize, or an
+        # edit that committed while the PDF was rendered, makes this one lose instead of
+        # signing twice or signing content other than what was saved.
         result = await session.execute(
             update(Document)
-            .where(Document.id == document_id, Document.status == DocumentStatus.DRAFT)
+            .where(
+                Document.id == document_id,
+                Document.status == DocumentStatus.DRAFT,
+                Document.updated_at == read_version,
+            )
             .values(
                 status=DocumentStatus.FINALIZED,
                 fields=cleaned,
@@ -307,17 +452,23 @@ async def finalize_document(state: Any, principal: Principal, document_id: int) 
             )
         )
         if result.rowcount != 1:
-            raise BadInput("Dokumentet er allerede ferdigstilt.", field="id")
+            raise BadInput(
+                "Dokumentet ble endret eller ferdigstilt av noen andre i mellomtiden; "
+                "last det inn på nytt og prøv igjen.",
+                field="id",
+            )
         await audit.record(
             session,
             actor_id=principal.person_id,
             action="finalize_document",
             resource_type="document",
             resource_id=document_id,
-            detail={"sha256": rendered.sha256},
+            detail={"sha256": rendered.sha256, "application": is_application(doctype)},
         )
         finalized = await session.get(Document, document_id)
         assert finalized is not None
+        # Issue 4: a doctype archived "always" is queued in this same transaction.
+        await archive_queue.enqueue_on(session, doctype, finalized, event="finalize")
     return finalized
 
 
@@ -349,14 +500,14 @@ async def send_document(state: Any, principal: Principal, document_id: int) -> D
     change; the worker does the sending. Nothing is written when a recipient cannot be
     reached."""
     async with transaction(state.sessions) as session:
-        document = await _load_for_change(session, principal, document_id)
+        document = await _load_for_change(session, state, principal, document_id)
         doctype = _doctype(state, document.doctype_key)
         await _require(
             session,
             principal,
             document.student_id,
-            Permission("document", "send"),
-            Permission.parse(doctype.permission),
+            _staff_grants(principal, "document", "send"),
+            author_grants(principal, doctype),
         )
         if document.status == DocumentStatus.DRAFT:
             raise BadInput("Dokumentet må ferdigstilles før det sendes.", field="id")
@@ -368,9 +519,21 @@ async def send_document(state: Any, principal: Principal, document_id: int) -> D
         if not recipients:
             raise BadInput("Dokumentet har ingen mottakere.", field="recipients")
         planned = plan_deliveries(
-            doctype, state.channels, recipients, sensitive=document.sensitive or doctype.sensitive
+            doctype,
+            state.channels,
+            recipients,
+            sensitive=document.sensitive or is_sensitive(doctype),
         )
         now = utcnow()
+        # Only a finalized document is sent: of two concurrent sends, one loses here before
+        # it writes any delivery (and not on the unique (document, recipient, channel)).
+        result = await session.execute(
+            update(Document)
+            .where(Document.id == document.id, Document.status == DocumentStatus.FINALIZED)
+            .values(status=DocumentStatus.SENT, sent_at=now, updated_at=now)
+        )
+        if result.rowcount != 1:
+            raise BadInput("Dokumentet er allerede sendt.", field="id")
         for item in planned:
             session.add(
                 Delivery(
@@ -384,9 +547,8 @@ async def send_document(state: Any, principal: Principal, document_id: int) -> D
                     updated_at=now,
                 )
             )
-        document.status = DocumentStatus.SENT
-        document.sent_at = now
-        document.updated_at = now
+        # Issue 4: a doctype archived "always" on send is queued in this same transaction.
+        await archive_queue.enqueue_on(session, doctype, document, event="send")
         await audit.record(
             session,
             actor_id=principal.person_id,
@@ -402,23 +564,40 @@ async def delete_document(
     state: Any, principal: Principal, document_id: int, *, reason: str
 ) -> Document:
     """Needs the special permission "slett dokument" (document:delete) at the student's
-    school; the row stays, hidden, and the audit event keeps who, when and why."""
+    school; the row stays, hidden, and the audit event keeps who, when and why. Deliveries
+    still waiting in the outbox are stopped: a deleted document must not go out later."""
     reason = (reason or "").strip()
     if not reason:
         raise BadInput("Oppgi hvorfor dokumentet slettes.", field="reason")
     async with transaction(state.sessions) as session:
-        document = await _load_for_change(session, principal, document_id)
-        await _require(session, principal, document.student_id, Permission("document", "delete"))
+        document = await _load_for_change(session, state, principal, document_id)
+        await _require(
+            session, principal, document.student_id, _staff_grants(principal, "document", "delete")
+        )
         now = utcnow()
         document.deleted_at = now
         document.deleted_by_id = principal.person_id
         document.updated_at = now
+        stopped = await session.execute(
+            update(Delivery)
+            .where(Delivery.document_id == document.id, Delivery.status == DeliveryStatus.QUEUED)
+            .values(
+                status=DeliveryStatus.FAILED,
+                last_error="Dokumentet ble slettet før det ble sendt.",
+                finished_at=now,
+                updated_at=now,
+            )
+        )
         await audit.record(
             session,
             actor_id=principal.person_id,
             action="delete_document",
             resource_type="document",
             resource_id=document.id,
-            detail={"reason": reason[:500], "doctype": document.doctype_key},
+            detail={
+                "reason": reason[:500],
+                "doctype": document.doctype_key,
+                "stopped_deliveries": stopped.rowcount,
+            },
         )
     return document

@@ -157,7 +157,7 @@ class DocumentLoaders:
                 select(DocumentModel)
                 .where(
                     DocumentModel.student_id.in_(keys),
-                    service.visible_documents(self.ctx.principal),
+                    service.visible_documents(self.ctx.principal, self.ctx.state.doctypes),
                 )
                 .order_by(DocumentModel.created_at.desc(), DocumentModel.id.desc())
             )
@@ -249,6 +249,14 @@ class Document(Node):
             return None
         return f"/documents/{ids.encode('Document', self._row.id)}/pdf"
 
+    @strawberry.field(description="The document's transfer to the archive, if queued.")
+    async def archive(
+        self, info: Info
+    ) -> Annotated[ArchiveEntry, strawberry.lazy("core.schema.archive")] | None:  # noqa: F821
+        from core.schema.archive import document_archive
+
+        return await document_archive(info, self._row.id)
+
     @strawberry.field
     async def deliveries(self, info: Info) -> list[DocumentDelivery]:
         rows = await document_loaders(info).deliveries.load(self._row.id)
@@ -299,7 +307,8 @@ async def load_document(info: Info, pk: int) -> DocumentModel:
     row = (
         await info.context.db.execute(
             select(DocumentModel).where(
-                DocumentModel.id == pk, service.visible_documents(principal)
+                DocumentModel.id == pk,
+                service.visible_documents(principal, info.context.state.doctypes),
             )
         )
     ).scalar_one_or_none()
@@ -324,7 +333,10 @@ class DocumentQuery:
             DocType.of(d) for d in sorted(info.context.state.doctypes.values(), key=lambda d: d.key)
         ]
 
-    @strawberry.field(description="Documents you may read, newest first.")
+    @strawberry.field(
+        description="Documents you may read, newest first: those about students in your "
+        "scope, those you wrote, and those sent to you."
+    )
     async def documents(
         self,
         info: Info,
@@ -333,9 +345,12 @@ class DocumentQuery:
         filter: DocumentFilter | None = None,
     ) -> DocumentConnection:
         ctx = info.context
-        ctx.require("document", "read")
         size = check_first(first, ctx.state.settings.max_page_size)
-        statement = select(DocumentModel).where(service.visible_documents(ctx.principal))
+        # No role check of its own: a student without document:read still reads what was
+        # sent to them, and the condition leaves out everything else.
+        statement = select(DocumentModel).where(
+            service.visible_documents(ctx.principal, ctx.state.doctypes)
+        )
         if filter is not None:
             if filter.student_id is not None:
                 statement = statement.where(
@@ -367,27 +382,35 @@ class DocumentQuery:
         return Document.of(await load_document(info, ids.decode_pk(id, "Document")))
 
 
-@strawberry.input
+@strawberry.input(description="A new document: every required field of the doctype is given.")
 class CreateDocumentInput:
-    doctype: str
+    doctype: str = strawberry.field(description="The doctype's key (see `doctypes`).")
     student_id: strawberry.ID
-    fields: JSON
+    fields: JSON = strawberry.field(description="Field values by name, checked by the doctype.")
     restriction_basis: str | None = strawberry.field(
-        default=None, description="Set or override the basis, when the doctype allows it."
+        default=None,
+        description="Set or override the restriction basis (makes the document restricted), "
+        "when the doctype allows it; empty text lifts a restriction the doctype does not "
+        "require.",
     )
 
 
-@strawberry.input
+@strawberry.input(description="Changes to a draft; a finalized document cannot change.")
 class UpdateDocumentInput:
     id: strawberry.ID
-    fields: JSON | None = None
-    restriction_basis: str | None = None
+    fields: JSON | None = strawberry.field(
+        default=None, description="All field values, replacing the old ones."
+    )
+    restriction_basis: str | None = strawberry.field(
+        default=None,
+        description="Only the document's author, and only when the doctype allows it.",
+    )
 
 
-@strawberry.input
+@strawberry.input(description="Deleting needs the special permission 'slett dokument'.")
 class DeleteDocumentInput:
     id: strawberry.ID
-    reason: str
+    reason: str = strawberry.field(description="Why: kept in the audit log.")
 
 
 async def _reload(info: Info, pk: int) -> Document:
@@ -421,7 +444,11 @@ class DocumentMutation:
         )
         return Document.of(document)
 
-    @strawberry.mutation(description="Render to PDF/A, hash and sign; immutable afterwards.")
+    @strawberry.mutation(
+        description="Render to PDF/A, hash and sign; immutable afterwards. For a guardian's "
+        "application (doctype permission application:submit) this submits it: only its "
+        "author may, and the school sees it from then on."
+    )
     async def finalize_document(self, info: Info, id: strawberry.ID) -> Document:
         pk = ids.decode_pk(id, "Document")
         await service.finalize_document(info.context.state, info.context.principal, pk)
@@ -433,7 +460,10 @@ class DocumentMutation:
         await service.send_document(info.context.state, info.context.principal, pk)
         return await _reload(info, pk)
 
-    @strawberry.mutation(description="Delete (special permission 'slett dokument'; audited).")
+    @strawberry.mutation(
+        description="Delete (special permission 'slett dokument'; audited). Deliveries not "
+        "yet sent are stopped."
+    )
     async def delete_document(self, info: Info, input: DeleteDocumentInput) -> Document:
         document = await service.delete_document(
             info.context.state,

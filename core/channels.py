@@ -13,8 +13,9 @@ from typing import Any
 class ChannelInfo:
     """How a channel presents itself (`channel_info` hook).
 
-    `requires` names the recipient attribute the channel cannot work without:
-    "national_id" (SvarUt), "email", "mobile", or None (in-app).
+    `requires` names the recipient's (Person's) attribute the channel cannot work
+    without: "national_id" (SvarUt), "email", "mobile", "activated_at" (in-app: the
+    person has logged in at least once), or None.
     """
 
     name: str
@@ -82,6 +83,10 @@ class Delivery:
     attachments: tuple[Attachment, ...] = ()
     external_id: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # The document's own words as plain text (its template's <main>), without letterhead
+    # or signature: what a text-only channel (SMS) sends. `body` adds a line saying where
+    # the whole document is.
+    text: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,21 @@
 """The "email" channel plugin against a real SMTP server (tests/fakes/smtp_server.py).
 
-Plugin-level: hooks are called directly with hand-made deliveries; no database.
+Plugin-level tests call the hooks with hand-made deliveries; the last test goes end to end
+from GraphQL through the outbox worker to the server.
 """
 
 from __future__ import annotations
 
+import hashlib
 import socket
 from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
+from core import outbox
 from core.channels import (
     Attachment,
     Delivery,
@@ -21,7 +25,9 @@ from core.channels import (
     TemporaryDeliveryError,
 )
 from core.plugins import channels, create_plugin_manager
+from core.schema.ids import decode_pk
 from plugins.email import plugin as email_plugin
+from tests import delivery_e2e as e2e
 from tests.fakes.smtp_server import FakeSmtpServer
 
 PDF = b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n"
@@ -102,11 +108,14 @@ def test_other_channels_are_not_ours() -> None:
 
 
 async def test_hook_answers_only_for_email_through_the_manager(smtp: FakeSmtpServer) -> None:
-    # The hook is firstresult: a coroutine returned for someone else's channel would shadow
-    # the plugin that owns it, so the e-mail plugin must answer a plain None.
+    # Every plugin's `deliver` is called for every delivery: all but the owner of the
+    # channel answer a plain None, so exactly one answer is left.
     manager = create_plugin_manager()
-    assert manager.hook.deliver(delivery=make_delivery(channel="carrier-pigeon")) is None
-    receipt = await manager.hook.deliver(delivery=make_delivery())
+    assert (
+        manager.hook.deliver(delivery=make_delivery(channel="carrier-pigeon"), database=None) == []
+    )
+    [answer] = manager.hook.deliver(delivery=make_delivery(), database=None)
+    receipt = await answer
     assert receipt.status == "delivered"
     assert len(smtp.messages) == 1
 
@@ -228,3 +237,73 @@ async def test_smtp_login(monkeypatch: pytest.MonkeyPatch) -> None:
         await send(make_delivery(attempt=2))
         [mail] = server.received
         assert mail.authenticated_as == "tavle"
+
+
+async def test_starttls_with_the_servers_ca(monkeypatch: pytest.MonkeyPatch) -> None:
+    with FakeSmtpServer(credentials=("tavle", "hemmelig"), starttls=True) as server:
+        assert server.ca_file is not None
+        for name, value in {
+            "TAVLE_SMTP_HOST": server.host,
+            "TAVLE_SMTP_PORT": str(server.port),
+            "TAVLE_SMTP_USERNAME": "tavle",
+            "TAVLE_SMTP_PASSWORD": "hemmelig",
+            "TAVLE_SMTP_TIMEOUT": "3",
+        }.items():
+            monkeypatch.setenv(name, value)
+        # The server insists on STARTTLS: plain text is refused, and kept for a retry.
+        monkeypatch.setenv("TAVLE_SMTP_STARTTLS", "0")
+        with pytest.raises(TemporaryDeliveryError):
+            await send(make_delivery())
+        # STARTTLS with a certificate nobody vouches for is refused too.
+        monkeypatch.setenv("TAVLE_SMTP_STARTTLS", "1")
+        monkeypatch.delenv("TAVLE_SMTP_CA_FILE", raising=False)
+        with pytest.raises(TemporaryDeliveryError):
+            await send(make_delivery())
+        assert server.received == []
+        # Trusting the server's CA, the message goes through encrypted and logged in.
+        monkeypatch.setenv("TAVLE_SMTP_CA_FILE", server.ca_file)
+        await send(make_delivery(attempt=3))
+        [mail] = server.received
+        assert mail.authenticated_as == "tavle"
+        assert mail.tls is True
+
+
+# --------------------------------------------------------------------------------------
+# End to end: GraphQL createDocument -> finalizeDocument -> sendDocument -> worker -> SMTP
+
+
+async def test_note_reaches_the_guardian_without_login_by_email(
+    gql: Any, sessions: Any, smtp: FakeSmtpServer
+) -> None:
+    emma = await e2e.student_id(gql)
+    await gql.token(e2e.GUARDIAN)  # Kari has logged in (in-app); Lars never has (e-mail)
+    fields = {"emne": "Turdag fredag", "tekst": "Husk matpakke og gode sko på fredag."}
+    sent = await e2e.send_new_document(gql, "notat_elev", emma, fields)
+    [queued] = e2e.by_channel(sent)["email"]
+    assert queued["status"] == "QUEUED"
+    ids = [row.id for row in await e2e.delivery_rows(sessions, sent["id"])]
+
+    assert await outbox.drain(sessions, e2e.FAST, only=ids) == len(ids)
+
+    lars = await e2e.person(sessions, int(decode_pk(queued["recipient"]["id"], "Person")))
+    assert lars.activated_at is None and lars.email
+    [mail] = smtp.received
+    assert mail.rcpt_tos == (lars.email,)
+    message = mail.message
+    assert message["Subject"] == sent["title"]
+    assert message["To"].addresses[0].display_name == lars.name
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    assert "Husk matpakke og gode sko på fredag." in body.get_content()
+    [attachment] = list(message.iter_attachments())
+    pdf = attachment.get_content()
+    assert attachment.get_content_type() == "application/pdf"
+    assert pdf == await e2e.pdf_of(sessions, sent["id"])
+    assert hashlib.sha256(pdf).hexdigest() == sent["pdfSha256"]
+    delivery_id = int(decode_pk(queued["id"], "Delivery"))
+    assert message["X-Tavle-Reference"] == f"tavle-delivery-{delivery_id}"
+
+    [shown] = e2e.by_channel(await e2e.document(gql, sent["id"]))["email"]
+    assert shown["status"] == "DELIVERED"
+    assert shown["attempts"] == 1
+    assert shown["externalId"] == f"<tavle-delivery-{delivery_id}@tavle>"

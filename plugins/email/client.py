@@ -31,6 +31,9 @@ class SmtpConfig:
     password: str | None
     from_address: str
     timeout: float
+    # PEM file of the CA that signed the SMTP server's certificate, for a municipality's
+    # internal relay with its own CA; None trusts the system's CAs.
+    ca_file: str | None = None
 
     @classmethod
     def from_env(cls) -> SmtpConfig:
@@ -43,6 +46,7 @@ class SmtpConfig:
             password=env.get("TAVLE_SMTP_PASSWORD") or None,
             from_address=env.get("TAVLE_SMTP_FROM") or DEFAULT_FROM,
             timeout=float(env.get("TAVLE_SMTP_TIMEOUT") or 10),
+            ca_file=env.get("TAVLE_SMTP_CA_FILE") or None,
         )
 
 
@@ -64,6 +68,10 @@ async def submit(config: SmtpConfig, message: EmailMessage) -> None:
             # Explicit False: never upgrade opportunistically to a certificate we did
             # not ask to validate; True requires STARTTLS and fails without it.
             start_tls=config.starttls,
+            # Certificates are always validated: a relay that cannot prove who it is
+            # must not receive guardians' mail (and the SMTP password).
+            validate_certs=True,
+            cert_bundle=config.ca_file,
             timeout=config.timeout,
         )
     except aiosmtplib.SMTPRecipientsRefused as error:

@@ -2,7 +2,8 @@
 
 Settings (read on every delivery): TAVLE_SMTP_HOST (127.0.0.1), TAVLE_SMTP_PORT (25),
 TAVLE_SMTP_STARTTLS (0/1), TAVLE_SMTP_USERNAME, TAVLE_SMTP_PASSWORD, TAVLE_SMTP_FROM
-("Tavle <noreply@tavle.invalid>"), TAVLE_SMTP_TIMEOUT (10 seconds).
+("Tavle <noreply@tavle.invalid>"), TAVLE_SMTP_TIMEOUT (10 seconds), TAVLE_SMTP_CA_FILE (PEM of
+a private CA that signed the server's certificate; system CAs otherwise).
 
 SMTP cannot recognise a repeated message, so a retry after an unclear result (say, the
 connection dropped after DATA) may deliver twice. To make such duplicates recognisable the
@@ -11,9 +12,9 @@ Message-ID is derived from the delivery's stable reference and the reference tra
 match a mail to its delivery.
 
 `deliver` is a plain function that returns a coroutine when the delivery is ours and None
-otherwise. It is not `async def` on purpose: the hook is firstresult, and pluggy would take
-a coroutine that later resolves to None as an answer and never ask the plugin whose channel
-it really is.
+otherwise. It is not `async def` on purpose: every plugin's `deliver` is called for every
+delivery, and a plain None tells the worker at once that this plugin is not the one, with
+no coroutine created (and left for someone to await) for other channels' deliveries.
 """
 
 from __future__ import annotations

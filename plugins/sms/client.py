@@ -11,7 +11,9 @@ safe because the gateway treats a repeated `reference` as the same message.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import weakref
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -66,14 +68,31 @@ class GatewayConfig:
         return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+# One client, with its connection pool, per event loop and configuration. Building a
+# client loads the CA bundle (tens of milliseconds) and a fresh client opens a fresh
+# connection (a TLS handshake to a real gateway) for every SMS; an emergency SMS to one
+# school is thousands of them. Weak keys: a closed loop's clients go with it.
+_CLIENTS: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[GatewayConfig, httpx.AsyncClient]
+] = weakref.WeakKeyDictionary()
+POOL_LIMITS = httpx.Limits(max_connections=20, max_keepalive_connections=20)
+
+
 def _client(config: GatewayConfig) -> httpx.AsyncClient:
     if not config.base_url:
         # A missing setting is fixable by the operator: keep the message queued.
         raise TemporaryDeliveryError("SMS-gatewayen er ikke konfigurert (TAVLE_SMS_BASE_URL).")
-    auth = None
-    if config.username is not None:
-        auth = httpx.BasicAuth(config.username, config.password or "")
-    return httpx.AsyncClient(base_url=config.base_url, auth=auth, timeout=config.timeout)
+    clients = _CLIENTS.setdefault(asyncio.get_running_loop(), {})
+    client = clients.get(config)
+    if client is None or client.is_closed:
+        auth = None
+        if config.username is not None:
+            auth = httpx.BasicAuth(config.username, config.password or "")
+        client = httpx.AsyncClient(
+            base_url=config.base_url, auth=auth, timeout=config.timeout, limits=POOL_LIMITS
+        )
+        clients[config] = client
+    return client
 
 
 def _error_detail(response: httpx.Response) -> dict[str, Any]:
@@ -130,8 +149,7 @@ async def send_message(
     if callback:
         payload["callbackUrl"] = callback
     try:
-        async with _client(config) as client:
-            response = await client.post("/v1/messages", json=payload)
+        response = await _client(config).post("/v1/messages", json=payload)
     except httpx.TimeoutException as error:
         raise TemporaryDeliveryError(
             "SMS-gatewayen svarte ikke i tide; prøver igjen senere.",
@@ -149,8 +167,7 @@ async def send_message(
 async def get_message(config: GatewayConfig, message_id: str) -> dict[str, Any] | None:
     """GET /v1/messages/{id}. None when the gateway does not know the id (404)."""
     try:
-        async with _client(config) as client:
-            response = await client.get(f"/v1/messages/{quote(message_id, safe='')}")
+        response = await _client(config).get(f"/v1/messages/{quote(message_id, safe='')}")
     except httpx.TransportError as error:  # includes timeouts
         raise TemporaryDeliveryError(
             "Fikk ikke kontakt med SMS-gatewayen.", detail={"error": repr(error)}

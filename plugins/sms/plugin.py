@@ -8,9 +8,9 @@ polls `GET /v1/messages/{id}`, and the `startup` hook adds the route `/callbacks
 the gateway reports "delivered"/"failed".
 
 `deliver` and `delivery_status` are plain functions that return a coroutine when the
-delivery is ours and None otherwise. They are not `async def` on purpose: both hooks are
-firstresult, and pluggy would take a coroutine that later resolves to None as an answer
-and never ask the plugin whose channel it really is.
+delivery is ours and None otherwise. They are not `async def` on purpose: every plugin's
+hook is called for every delivery, and a plain None says at once "not mine", with no
+coroutine created for other channels' deliveries.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ from core.channels import (
     Delivery,
     PermanentDeliveryError,
     Receipt,
+    Sender,
     StatusUpdate,
+    TemporaryDeliveryError,
 )
 from core.hookspecs import hookimpl
 from plugins.sms import client
@@ -60,8 +62,42 @@ _SENDER_ID = re.compile(r"[A-Za-z0-9]{1,11}")
 _SEPARATORS = re.compile(r"[\s\-.()]")
 
 
-def cost_per_segment() -> Decimal:
-    return Decimal(os.environ.get("TAVLE_SMS_COST_PER_SEGMENT", DEFAULT_COST_PER_SEGMENT))
+def cost_per_segment(sender: Sender | None = None) -> Decimal:
+    """NOK per segment: the school's own price when TAVLE_SMS_COST_PER_SEGMENT_BY_SCHOOL
+    names it ("<organisation number or school id>=<price>", comma-separated; schools
+    may have their own agreement with the operator), else TAVLE_SMS_COST_PER_SEGMENT
+    (0.69). The delivery row carries the school, so costs add up per school."""
+    default = _price(
+        os.environ.get("TAVLE_SMS_COST_PER_SEGMENT") or DEFAULT_COST_PER_SEGMENT,
+        "TAVLE_SMS_COST_PER_SEGMENT",
+    )
+    if sender is None:
+        return default
+    keys = {str(sender.school_id)}
+    if sender.organisation_number:
+        keys.add(sender.organisation_number.replace(" ", ""))
+    for item in (os.environ.get("TAVLE_SMS_COST_PER_SEGMENT_BY_SCHOOL") or "").split(","):
+        if not item.strip():
+            continue
+        key, separator, price = item.partition("=")
+        if not separator:
+            raise TemporaryDeliveryError(
+                "TAVLE_SMS_COST_PER_SEGMENT_BY_SCHOOL må ha formen «skole=pris,skole=pris»."
+            )
+        if key.strip().replace(" ", "") in keys:
+            return _price(price, "TAVLE_SMS_COST_PER_SEGMENT_BY_SCHOOL")
+    return default
+
+
+def _price(text: str, setting: str) -> Decimal:
+    try:
+        price = Decimal(text.strip())
+    except ArithmeticError:
+        price = Decimal(-1)
+    if not price.is_finite() or price < 0:
+        # The operator's to fix; until then the messages wait rather than go uncosted.
+        raise TemporaryDeliveryError(f"Ugyldig SMS-pris i {setting}: {text!r}.")
+    return price
 
 
 def max_segments() -> int:
@@ -93,9 +129,14 @@ def normalise_mobile(number: str | None) -> str:
 
 
 def sms_text(delivery: Delivery) -> str:
-    """The text to send: the body, or the subject when there is no body. Attachments
-    cannot travel by SMS; doctypes that need them list another channel."""
-    text = (delivery.body or "").strip() or (delivery.subject or "").strip()
+    """The text to send: the document's own words (`delivery.text`), else the body, else
+    the subject. Attachments cannot travel by SMS; doctypes that need them list another
+    channel."""
+    text = (
+        (delivery.text or "").strip()
+        or (delivery.body or "").strip()
+        or (delivery.subject or "").strip()
+    )
     if not text:
         raise PermanentDeliveryError("SMS-en har ingen tekst.")
     return text
@@ -146,6 +187,7 @@ async def _deliver(delivery: Delivery) -> Receipt:
         raise PermanentDeliveryError(
             "Avsendernavnet for SMS (TAVLE_SMS_SENDER) må være 1–11 bokstaver eller sifre."
         )
+    price = cost_per_segment(delivery.sender)
     answer, repeated = await client.send_message(
         config, to=to, text=text, reference=delivery.reference
     )
@@ -164,7 +206,7 @@ async def _deliver(delivery: Delivery) -> Receipt:
         status="sent",
         external_id=answer["id"],
         units=segments,
-        cost=segments * cost_per_segment(),
+        cost=segments * price,
         detail={
             "encoding": encoding.encoding,
             "segments": segments,
@@ -172,6 +214,7 @@ async def _deliver(delivery: Delivery) -> Receipt:
             "characters": encoding.characters,
             "gateway_status": answer.get("status"),
             "repeated": repeated,
+            "cost_per_segment": str(price),
         },
     )
 

@@ -13,8 +13,10 @@ errors, timeouts and 5xx are `TemporaryDeliveryError`; other 4xx are
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import weakref
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -34,6 +36,14 @@ API_PATH = "/tjenester/api/forsendelse/v1"
 PUBLIC_KEY_PATH = "/forsendelse/publickey/hent"
 
 
+class DuplicateReference(PermanentDeliveryError):
+    """SvarUt refused the forsendelse because one with the same `eksternReferanse` exists.
+
+    KS's v1 service documents no such check ("ingen sjekk på innhold"), but a gateway in
+    front of it, a later SvarUt version or the test double may refuse with 409 Conflict;
+    for Tavle it means the letter was sent before, never that it must be sent again."""
+
+
 @dataclass(frozen=True)
 class SvarUtConfig:
     base_url: str
@@ -41,6 +51,11 @@ class SvarUtConfig:
     password: str
     timeout: float
     cost_per_letter: Decimal
+    # KS asks for a long read timeout on sendForsendelse (SvarUt itself gives up after 15
+    # minutes on large files). Ours must stay below the outbox lease (300 s): a worker
+    # still waiting when its lease ran out would let another worker look the reference up
+    # too early, find nothing, and send the letter a second time.
+    send_timeout: float = 240.0
     # Optional local copy of SvarUt's certificate (PEM or DER); fetched from SvarUt if unset.
     certificate_path: str | None = None
 
@@ -48,10 +63,13 @@ class SvarUtConfig:
     def from_env(cls) -> SvarUtConfig:
         """Read the settings at call time, so a changed environment takes effect at once."""
         return cls(
-            base_url=os.environ.get("TAVLE_SVARUT_BASE_URL", "https://svarut.ks.no").rstrip("/"),
+            # No default: a test or a demo without settings must never reach the real
+            # SvarUt (https://svarut.ks.no, or https://test.svarut.ks.no for KS's test).
+            base_url=(os.environ.get("TAVLE_SVARUT_BASE_URL") or "").rstrip("/"),
             username=os.environ.get("TAVLE_SVARUT_USERNAME", ""),
             password=os.environ.get("TAVLE_SVARUT_PASSWORD", ""),
             timeout=float(os.environ.get("TAVLE_SVARUT_TIMEOUT", "30")),
+            send_timeout=float(os.environ.get("TAVLE_SVARUT_SEND_TIMEOUT", "240")),
             cost_per_letter=cost_per_letter(),
             certificate_path=os.environ.get("TAVLE_SVARUT_CERTIFICATE") or None,
         )
@@ -78,27 +96,48 @@ def _error_message(response: httpx.Response) -> tuple[str, dict[str, Any]]:
     return message, detail
 
 
+# One httpx client, with its connection pool, per event loop and configuration: building
+# a client loads the CA bundle (tens of milliseconds), and a fresh client means a fresh
+# TLS handshake with SvarUt for every letter. Weak keys: a closed loop's clients go with
+# it, so a client is never used on a loop it was not made for.
+_CLIENTS: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[SvarUtConfig, httpx.AsyncClient]
+] = weakref.WeakKeyDictionary()
+
+
 class SvarUtClient:
-    """One instance per operation: it opens and closes its own httpx client, so it is never
-    bound to an event loop that has gone away."""
+    """The calls Tavle makes to SvarUt. Cheap to make per operation: the HTTP client
+    underneath is shared per event loop and configuration."""
 
     def __init__(self, config: SvarUtConfig, transport: httpx.AsyncBaseTransport | None = None):
         self.config = config
         self._transport = transport
 
     def _http(self) -> httpx.AsyncClient:
+        if not self.config.base_url:
+            # The operator's to fix: the letters wait in the queue meanwhile.
+            raise TemporaryDeliveryError("SvarUt er ikke konfigurert (TAVLE_SVARUT_BASE_URL).")
+        if self._transport is not None:  # a test's own transport: not shared
+            return self._new_client()
+        clients = _CLIENTS.setdefault(asyncio.get_running_loop(), {})
+        client = clients.get(self.config)
+        if client is None or client.is_closed:
+            client = clients[self.config] = self._new_client()
+        return client
+
+    def _new_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
             base_url=self.config.base_url,
             auth=httpx.BasicAuth(self.config.username, self.config.password),
             timeout=self.config.timeout,
             transport=self._transport,
             headers={"Accept": "application/json"},
+            limits=httpx.Limits(max_connections=10, max_keepalive_connections=10),
         )
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            async with self._http() as http:
-                response = await http.request(method, path, **kwargs)
+            response = await self._http().request(method, path, **kwargs)
         except httpx.TimeoutException as error:
             raise TemporaryDeliveryError(
                 "SvarUt svarte ikke i tide", detail={"error": repr(error), "path": path}
@@ -155,7 +194,15 @@ class SvarUtClient:
         ]
         # KS: "Parts med dokumenter må være content-type application/octet-stream".
         parts += [("filer", (name, data, "application/octet-stream")) for name, data in files]
-        response = await self._request("POST", f"{API_PATH}/sendForsendelse", files=parts)
+        response = await self._request(
+            "POST",
+            f"{API_PATH}/sendForsendelse",
+            files=parts,
+            timeout=httpx.Timeout(self.config.timeout, read=self.config.send_timeout),
+        )
+        if response.status_code == 409:
+            message, detail = _error_message(response)
+            raise DuplicateReference(f"SvarUt har allerede forsendelsen: {message}", detail=detail)
         self._raise_for_client_error(response, "forsendelsen")
         try:
             forsendelse_id = response.json()["id"]

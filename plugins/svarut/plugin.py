@@ -4,13 +4,15 @@ SvarUt), printed and posted by SvarUt when the person has none.
 Settings (environment): TAVLE_SVARUT_BASE_URL, TAVLE_SVARUT_USERNAME, TAVLE_SVARUT_PASSWORD,
 TAVLE_SVARUT_TIMEOUT (seconds, 30), TAVLE_SVARUT_COST_PER_LETTER (NOK, 12.50) and optionally
 TAVLE_SVARUT_CERTIFICATE (SvarUt's certificate for encrypting level-4 letters; fetched from
-SvarUt when unset). The API and its sources are described in README.md.
+SvarUt when unset), TAVLE_SVARUT_SEND_TIMEOUT (seconds, 240). The API and its sources are
+described in README.md next to this file.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,9 +22,16 @@ from core.channels import (
     PermanentDeliveryError,
     Receipt,
     StatusUpdate,
+    TemporaryDeliveryError,
 )
 from core.hookspecs import hookimpl
-from plugins.svarut.client import SvarUtClient, SvarUtConfig, cost_per_letter, encrypt_for_svarut
+from plugins.svarut.client import (
+    DuplicateReference,
+    SvarUtClient,
+    SvarUtConfig,
+    cost_per_letter,
+    encrypt_for_svarut,
+)
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +187,6 @@ def build_forsendelse(delivery: Delivery) -> tuple[dict[str, Any], list[tuple[st
             "skalSigneres": False,
             # Only PDF can be printed; anything else travels digitally only.
             "ekskluderesFraUtskrift": not is_pdf,
-            "inneholderPersonsensitivInformasjon": sensitive,
         }
         if settings.get("document_type"):
             dokument["dokumentType"] = str(settings["document_type"])
@@ -200,10 +208,13 @@ def build_forsendelse(delivery: Delivery) -> tuple[dict[str, Any], list[tuple[st
             "postAdresse": post_adresse,
         },
         "kunDigitalLevering": False,
+        # Level 4: the recipient must log in with ID-porten level 4 (substantial/high)
+        # to open it, and SvarUt requires the files to be encrypted for its key. The v1
+        # model has no field for "sensitive" as such (v2's taushetsbelagtPost only
+        # concerns organisations in Altinn, and inneholderPersonsensitivInformasjon is
+        # v2 only); level 4 + encryption is how v1 protects a sensitive letter.
         "kryptert": level4,
         "krevNiva4Innlogging": level4,
-        # Only takes effect for organisations in Altinn, but says what the letter is.
-        "taushetsbelagtPost": sensitive,
         "utskriftsKonfigurasjon": {
             "utskriftMedFarger": _flag(settings.get("print_color"), False),
             "tosidig": _flag(settings.get("print_duplex"), True),
@@ -222,39 +233,61 @@ def build_forsendelse(delivery: Delivery) -> tuple[dict[str, Any], list[tuple[st
 
 
 @hookimpl
-async def deliver(delivery: Delivery) -> Receipt | None:
-    """Send the letter with SvarUt, once per `delivery.reference`.
-
-    SvarUt does not check `eksternReferanse` for duplicates, so before sending we ask it
-    for forsendelser with our reference: after an unclear result (timeout, lost answer)
-    the retry finds the letter and returns its receipt instead of sending a second one.
-    """
+def deliver(delivery: Delivery) -> Awaitable[Receipt] | None:
+    """Send the letter with SvarUt, once per `delivery.reference`; returns a coroutine
+    resolving to a Receipt with status "sent" (SvarUt has it; delivery, print and reading
+    are reported later through `delivery_status`), or None for other channels."""
     if delivery.channel != CHANNEL:
         return None
+    return _deliver(delivery)
+
+
+async def _deliver(delivery: Delivery) -> Receipt:
+    # KS's v1 service does not check `eksternReferanse` for duplicates, so a retry asks it
+    # for forsendelser with our reference first: after an unclear result (timeout, lost
+    # answer) it finds the letter and returns its receipt instead of sending a second
+    # one. A 409 to the send itself (a SvarUt or proxy that does check) means the
+    # same.
     forsendelse, files, encrypt = build_forsendelse(delivery)
     config = SvarUtConfig.from_env()
     client = SvarUtClient(config)
+    names = [name for name, _ in files]
 
-    existing = await client.find_by_external_reference(delivery.reference)
-    if existing:
-        log.info("SvarUt already has %s as %s; not sending again", delivery.reference, existing)
-        return Receipt(
-            status="sent",
-            external_id=existing[0],
-            units=1,
-            cost=config.cost_per_letter,
-            detail={
-                "forsendelse_id": existing[0],
-                "already_sent": True,
-                "level4": encrypt,
-                "documents": [name for name, _ in files],
-            },
-        )
+    # A first attempt has nothing to find (no earlier attempt can have sent it), so the
+    # look-up costs a round trip only on retries.
+    existing = (
+        await client.find_by_external_reference(delivery.reference) if delivery.attempt > 1 else []
+    )
+    if not existing:
+        if encrypt:
+            certificate = await client.certificate()
+            files = [(name, encrypt_for_svarut(data, certificate)) for name, data in files]
+        try:
+            forsendelse_id = await client.send(forsendelse, files)
+        except DuplicateReference as refused:
+            existing = await client.find_by_external_reference(delivery.reference)
+            if not existing:
+                # Refused as a duplicate, yet not found: nothing to record as sent.
+                raise TemporaryDeliveryError(
+                    "SvarUt avviste forsendelsen som duplikat, men finner den ikke",
+                    detail=refused.detail,
+                ) from refused
+        else:
+            return _receipt(forsendelse_id, config, encrypt, names, already_sent=False)
+    log.info("SvarUt already has %s as %s; not sending again", delivery.reference, existing)
+    return _receipt(existing[0], config, encrypt, names, already_sent=True)
 
-    if encrypt:
-        certificate = await client.certificate()
-        files = [(name, encrypt_for_svarut(data, certificate)) for name, data in files]
-    forsendelse_id = await client.send(forsendelse, files)
+
+def _receipt(
+    forsendelse_id: str,
+    config: SvarUtConfig,
+    level4: bool,
+    documents: list[str],
+    *,
+    already_sent: bool,
+) -> Receipt:
+    # One letter, one price: SvarUt bills per forsendelse (print costs more, but that is
+    # known only later and billed by KS; the recorded cost is the configured letter price).
     return Receipt(
         status="sent",
         external_id=forsendelse_id,
@@ -262,9 +295,9 @@ async def deliver(delivery: Delivery) -> Receipt | None:
         cost=config.cost_per_letter,
         detail={
             "forsendelse_id": forsendelse_id,
-            "already_sent": False,
-            "level4": encrypt,
-            "documents": [name for name, _ in files],
+            "already_sent": already_sent,
+            "level4": level4,
+            "documents": documents,
         },
     )
 
@@ -277,24 +310,29 @@ def _changed_at(value: Any) -> str | None:
 
 
 @hookimpl
-async def delivery_status(delivery: Delivery) -> StatusUpdate | None:
+def delivery_status(delivery: Delivery) -> Awaitable[StatusUpdate | None] | None:
     """Poll SvarUt for the letter's status and map it to Tavle's ("sent", "delivered",
-    "printed", "read", "failed"); SvarUt's own status is kept in `detail`."""
+    "printed", "read", "failed"); SvarUt's own status is kept in `detail`. Returns a
+    coroutine, or None for other channels and deliveries SvarUt has no id for."""
     if delivery.channel != CHANNEL or not delivery.external_id:
         return None
-    body = await SvarUtClient(SvarUtConfig.from_env()).status(delivery.external_id)
+    return _delivery_status(delivery.external_id)
+
+
+async def _delivery_status(forsendelse_id: str) -> StatusUpdate | None:
+    body = await SvarUtClient(SvarUtConfig.from_env()).status(forsendelse_id)
     if not body or not body.get("status"):
         return None
     raw = str(body["status"]).upper()
     mapped = STATUS_MAP.get(raw)
     if mapped is None:
-        log.warning("Unknown SvarUt status %r for %s", raw, delivery.external_id)
+        log.warning("Unknown SvarUt status %r for %s", raw, forsendelse_id)
         return None
     return StatusUpdate(
         status=mapped,
         detail={
             "svarut_status": raw,
-            "forsendelse_id": delivery.external_id,
+            "forsendelse_id": forsendelse_id,
             "changed_at": _changed_at(body.get("sisteStatusEndring")),
         },
     )

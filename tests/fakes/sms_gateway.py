@@ -97,7 +97,9 @@ class _Failure:
 class FakeSmsGateway:
     """An SMS gateway on loopback. Use as a context manager or call start()/stop()."""
 
-    def __init__(self, *, username: str = "tavle", password: str = "hemmelig") -> None:
+    def __init__(
+        self, *, username: str = "tavle", password: str = "hemmelig", id_prefix: str = "gw"
+    ) -> None:
         self.username = username
         self.password = password
         self.host = "127.0.0.1"
@@ -107,6 +109,9 @@ class FakeSmsGateway:
         self._by_reference: dict[str, str] = {}
         self._failure = _Failure()
         self._ids = itertools.count(1)
+        # Test files sharing one database each run their own gateway: distinct prefixes
+        # keep the gateway ids (looked up by delivery reports) unique across them.
+        self.id_prefix = id_prefix
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -122,7 +127,10 @@ class FakeSmsGateway:
         """Serve on a free port, or on the same port as before after `down()`."""
         # Bind the socket ourselves and hand it to uvicorn: no race for the port, and
         # `up()` can bind the very same port again.
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose
+        # protocol says TCP, and without it every answer (headers, then body) waits ~40 ms
+        # for a delayed ACK, as no real gateway behind a proper HTTP server does.
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((self.host, self.port))
         self.port = self._socket.getsockname()[1]
@@ -292,7 +300,7 @@ class FakeSmsGateway:
                 created = False
             else:
                 message = GatewayMessage(
-                    id=f"gw-{next(self._ids):06d}",
+                    id=f"{self.id_prefix}-{next(self._ids):06d}",
                     to=payload["to"],
                     sender=payload["from"],
                     text=payload["text"],

@@ -2,8 +2,9 @@
 
 It keeps every message it accepts, parsed with the `email` package, and can be told to
 misbehave: refuse recipients permanently (550), answer the next transactions with a
-temporary 451, require AUTH, or go down (`down()`: connection refused) and come back on
-the same port (`up()`).
+temporary 451, require AUTH, require STARTTLS (`starttls=True`: a self-signed certificate
+for 127.0.0.1, its PEM in `ca_file` for the client to trust), or go down (`down()`:
+connection refused) and come back on the same port (`up()`).
 
     with FakeSmtpServer() as smtp:
         monkeypatch.setenv("TAVLE_SMTP_PORT", str(smtp.port))
@@ -14,16 +15,25 @@ the same port (`up()`).
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import email.policy
+import ipaddress
 import socket
+import ssl
+import tempfile
 import threading
 from dataclasses import dataclass
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,7 @@ class ReceivedMail:
     message: EmailMessage
     raw: bytes
     authenticated_as: str | None
+    tls: bool = False
 
 
 def _free_port() -> int:
@@ -46,11 +57,18 @@ def _free_port() -> int:
 class FakeSmtpServer:
     """An SMTP server on loopback. Use as a context manager or call start()/stop()."""
 
-    def __init__(self, *, credentials: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, *, credentials: tuple[str, str] | None = None, starttls: bool = False
+    ) -> None:
         self.host = "127.0.0.1"
         self.port = _free_port()
         # (username, password) the server demands via AUTH; None means no AUTH at all.
         self.credentials = credentials
+        self.starttls = starttls
+        self.ca_file: str | None = None
+        self._tls_context: ssl.SSLContext | None = None
+        if starttls:
+            self._tls_context, self.ca_file = _self_signed_context(self.host)
         self.received: list[ReceivedMail] = []
         self._rejected: dict[str, tuple[int, str]] = {}
         self._temporary_failures = 0
@@ -62,20 +80,22 @@ class FakeSmtpServer:
 
     def start(self) -> FakeSmtpServer:
         """Listen on `self.port` (the same port after a restart); returns self."""
-        server_kwargs: dict[str, Any] = {}
+        smtp_kwargs: dict[str, Any] = {}
         if self.credentials is not None:
-            server_kwargs = {
+            smtp_kwargs = {
                 "authenticator": self._authenticate,
                 "auth_required": True,
-                # The test client speaks plain text to loopback; allow AUTH without TLS.
-                "auth_require_tls": False,
+                # Without STARTTLS the test client speaks plain text to loopback.
+                "auth_require_tls": self.starttls,
             }
+        if self._tls_context is not None:
+            smtp_kwargs.update(tls_context=self._tls_context, require_starttls=True)
         self._controller = Controller(
             _Handler(self),
             hostname=self.host,
             port=self.port,
             ready_timeout=5,
-            server_kwargs=server_kwargs,
+            **smtp_kwargs,
         )
         self._controller.start()
         return self
@@ -166,8 +186,45 @@ class FakeSmtpServer:
                     message=message,
                     raw=raw,
                     authenticated_as=login if isinstance(login, str) else None,
+                    tls=session.ssl is not None,
                 )
             )
+
+
+def _self_signed_context(host: str) -> tuple[ssl.SSLContext, str]:
+    """A server TLS context with a fresh self-signed certificate for `host` (an IP), and
+    the path of its PEM, which the client is given as its CA file."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake-smtp")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=7))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = Path(tempfile.mkdtemp(prefix="fake-smtp-"))
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    return context, str(cert_file)
 
 
 class _Handler:

@@ -11,16 +11,20 @@ what the svarut plugin uses, as KS documents it:
   "sisteStatusEndring": <epoch ms>, "status": "MOTTATT"}; POST .../statuser for several.
 - GET  /forsendelse/publickey/hent: the PEM certificate to encrypt "kryptert" files for.
 
-Like the real SvarUt it does not reject a repeated `eksternReferanse` (KS: "ingen sjekk på
-innhold"): each send makes a new forsendelse, so a test counting `sent_with(reference)`
-really checks the client's own idempotency. `dedup_by_reference=True` switches dedup on.
+A repeated `eksternReferanse` is refused by default with 409 Conflict and recorded in
+`duplicates`, so a client that ever sends a letter twice is caught (Tavle's delivery
+reference is unique per delivery). KS's v1 service itself does not check (KS: "ingen
+sjekk på innhold"): `duplicate_reference="accept"` behaves like it and stores a second
+forsendelse, which shows whether the client's own look-up before sending works.
 
 It checks Basic auth (401), the multipart and the metadata (required fields, fødselsnummer
 with valid mod-11 control digits, postal address unless digital-only, level 4 only when
 encrypted, every file a PDF, decrypted first when `kryptert`, named as in `dokumenter`) and
-answers 400 with {"message": ...} otherwise. Knobs: `set_status(id, "LEST")`,
-`fail_next(n)` (500s), `accept_then_fail_next(n)` (stores the letter, then answers 500, as
-when the answer is lost), `down()` / `up()` (connection refused in between, same port).
+answers 400 with {"message": ...} otherwise; a field the v1 model does not have is
+refused too. Knobs: `set_status(id, "LEST")`, `fail_next(n)` (500s),
+`accept_then_fail_next(n)` (stores the letter, then answers 500, as when the answer is
+lost), `lag_lookups(n)` (eksternref finds nothing yet), `down()` / `up()` (connection
+refused in between, same port).
 
     with FakeSvarUt(username="tavle", password="hemmelig") as svarut:
         ...  # svarut.base_url goes into TAVLE_SVARUT_BASE_URL
@@ -54,6 +58,76 @@ from starlette.routing import Route
 
 API = "/tjenester/api/forsendelse/v1"
 _ACCOUNTING_CODE = re.compile(r"^[a-zA-Z0-9\-.øæåØÆÅ]{0,20}$")
+
+# The v1 model (ks-no/svarut-rest-klient: json/forsendelse.json and model/*.java). SvarUt
+# reads the part with Jackson into these classes; a misspelt name (v2's
+# "utskriftskonfigurasjon", "konteringskode", "taushetsbelagtPost") would be dropped or
+# refused there, so the fake refuses it loudly.
+FORSENDELSE_FIELDS = frozenset(
+    {
+        "mottaker",
+        "eksponertFor",
+        "avgivendeSystem",
+        "tittel",
+        "konteringsKode",
+        "kunDigitalLevering",
+        "kryptert",
+        "utskriftsKonfigurasjon",
+        "krevNiva4Innlogging",
+        "metadataFraAvleverendeSystem",
+        "metadataForImport",
+        "svarSendesTil",
+        "svarPaForsendelse",
+        "dokumenter",
+        "lenker",
+        "forsendelsesType",
+        "eksternReferanse",
+        "svarPaForsendelseLink",
+        "signeringUtloper",
+        "signaturType",
+    }
+)
+ADRESSE_FIELDS = frozenset({"postAdresse", "digitalAdresse"})
+POSTADRESSE_FIELDS = frozenset(
+    {"navn", "adresse1", "adresse2", "adresse3", "postNummer", "postSted", "land"}
+)
+DIGITALADRESSE_FIELDS = frozenset({"fodselsNummer", "organisasjonsNummer"})
+DOKUMENT_FIELDS = frozenset(
+    {
+        "filnavn",
+        "mimeType",
+        "skalSigneres",
+        "dokumentType",
+        "giroarkSider",
+        "ekskluderesFraUtskrift",
+    }
+)
+UTSKRIFT_FIELDS = frozenset({"utskriftMedFarger", "tosidig"})
+STATUSES = frozenset(
+    {
+        "MOTTATT",
+        "AKSEPTERT",
+        "AVVIST",
+        "VARSLET",
+        "LEST",
+        "SENDT_PRINT",
+        "PRINTET",
+        "MANUELT_HANDTERT",
+        "SENDT_DIGITALT",
+        "SENDT_SDP",
+        "LEVERT_SDP",
+        "KLAR_FOR_MOTTAK",
+        "IKKE_LEVERT",
+    }
+)
+
+
+def _unknown(value: Any, allowed: frozenset[str], where: str) -> None:
+    if not isinstance(value, dict):
+        raise _Invalid(f"{where} må være et objekt")
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise _Invalid(f"Ukjente felt i {where}: {', '.join(unknown)}")
 
 
 def valid_fodselsnummer(value: str) -> bool:
@@ -110,17 +184,22 @@ class FakeSvarUt:
         *,
         username: str = "tavle-test",
         password: str = "service-passord",
-        dedup_by_reference: bool = False,
+        duplicate_reference: str = "refuse",
     ):
+        if duplicate_reference not in ("refuse", "accept"):
+            raise ValueError(duplicate_reference)
         self.username = username
         self.password = password
-        self.dedup_by_reference = dedup_by_reference
+        self.duplicate_reference = duplicate_reference
+        # eksternReferanse of every refused repeat (with "refuse").
+        self.duplicates: list[str] = []
         self.port: int | None = None
         self.forsendelser: dict[str, ReceivedForsendelse] = {}
         self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._fail_next = 0
         self._accept_then_fail = 0
+        self._lookup_lag = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -147,9 +226,13 @@ class FakeSvarUt:
         with self._lock:
             self.forsendelser.clear()
             self.requests.clear()
-            self._fail_next = self._accept_then_fail = 0
+            self.duplicates.clear()
+            self._fail_next = self._accept_then_fail = self._lookup_lag = 0
 
     def set_status(self, forsendelse_id: str, status: str) -> None:
+        """What the status endpoint answers from now on (one of SvarUt's statuses)."""
+        if status not in STATUSES:
+            raise ValueError(status)
         with self._lock:
             self.forsendelser[forsendelse_id].status = status
             self.forsendelser[forsendelse_id].changed = time.time()
@@ -163,6 +246,17 @@ class FakeSvarUt:
         """Store the next `count` forsendelser, then answer 500 (the answer is 'lost')."""
         with self._lock:
             self._accept_then_fail = count
+
+    def lag_lookups(self, count: int = 1) -> None:
+        """Answer the next `count` eksternref look-ups with an empty list, as a search
+        index that has not caught up with a forsendelse just stored would."""
+        with self._lock:
+            self._lookup_lag = count
+
+    def sends(self) -> int:
+        """How many sendForsendelse requests arrived (accepted, refused or failed)."""
+        with self._lock:
+            return sum(1 for _, path in self.requests if path.endswith("/sendForsendelse"))
 
     def sent_with(self, reference: str) -> list[ReceivedForsendelse]:
         with self._lock:
@@ -213,17 +307,31 @@ class FakeSvarUt:
             raise _Invalid(f"Kunne ikke dekryptere fil: {error}") from error
 
     def _validate(self, metadata: dict[str, Any], files: list[tuple[str, bytes]]) -> None:
+        _unknown(metadata, FORSENDELSE_FIELDS, "forsendelse")
         for name in ("tittel", "mottaker", "avgivendeSystem"):
             if not metadata.get(name):
                 raise _Invalid(f"{name} må være utfylt")
         mottaker = metadata["mottaker"]
+        _unknown(mottaker, ADRESSE_FIELDS, "mottaker")
         digital = mottaker.get("digitalAdresse") or {}
+        _unknown(digital, DIGITALADRESSE_FIELDS, "mottaker.digitalAdresse")
+        if len(digital) > 1:
+            raise _Invalid("digitalAdresse har enten fodselsNummer eller organisasjonsNummer")
         fnr = digital.get("fodselsNummer")
         if fnr is not None and not valid_fodselsnummer(str(fnr)):
             raise _Invalid(f"Ugyldig fødselsnummer: {fnr}")
         post = mottaker.get("postAdresse")
         if not post or not post.get("navn"):
             raise _Invalid("mottaker.postAdresse.navn må være utfylt")
+        _unknown(post, POSTADRESSE_FIELDS, "mottaker.postAdresse")
+        if "utskriftsKonfigurasjon" in metadata:
+            _unknown(metadata["utskriftsKonfigurasjon"], UTSKRIFT_FIELDS, "utskriftsKonfigurasjon")
+        for flag in ("kunDigitalLevering", "kryptert", "krevNiva4Innlogging"):
+            if not isinstance(metadata.get(flag, False), bool):
+                raise _Invalid(f"{flag} må være true eller false")
+        reference = metadata.get("eksternReferanse")
+        if reference is not None and (not isinstance(reference, str) or len(reference) > 100):
+            raise _Invalid("eksternReferanse må være tekst på høyst 100 tegn")
         if not metadata.get("kunDigitalLevering"):
             if not post.get("postNummer") or not post.get("postSted"):
                 raise _Invalid("Postnummer og poststed må være utfylt når brevet kan printes")
@@ -235,6 +343,8 @@ class FakeSvarUt:
         dokumenter = metadata.get("dokumenter") or []
         if not dokumenter:
             raise _Invalid("Forsendelsen må ha minst ett dokument")
+        for number, dokument in enumerate(dokumenter):
+            _unknown(dokument, DOKUMENT_FIELDS, f"dokumenter[{number}]")
         names = [d.get("filnavn") for d in dokumenter]
         if len({str(n).lower() for n in names}) != len(names):
             raise _Invalid("Filnavn må være unike i en forsendelse")
@@ -286,8 +396,15 @@ class FakeSvarUt:
             existing = [
                 f for f in self.forsendelser.values() if reference and f.reference == reference
             ]
-            if self.dedup_by_reference and existing:
-                return JSONResponse({"id": existing[0].id})
+            if existing and self.duplicate_reference == "refuse":
+                self.duplicates.append(reference)
+                return JSONResponse(
+                    {
+                        "message": f"Forsendelse med eksternReferanse {reference} finnes",
+                        "errorCode": "DUPLIKAT",
+                    },
+                    status_code=409,
+                )
             received = ReceivedForsendelse(
                 id=str(uuid.uuid4()),
                 metadata=metadata,
@@ -305,7 +422,10 @@ class FakeSvarUt:
         if (refused := self._guard(request)) is not None:
             return refused
         reference = request.path_params["ref"]
-        ids = [{"id": f.id} for f in self.sent_with(reference)]
+        with self._lock:
+            lagging = self._lookup_lag > 0
+            self._lookup_lag -= 1 if lagging else 0
+        ids = [] if lagging else [{"id": f.id} for f in self.sent_with(reference)]
         return JSONResponse({"forsendelseIder": ids})
 
     def _status_body(self, forsendelse: ReceivedForsendelse) -> dict[str, Any]:

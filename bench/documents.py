@@ -1,0 +1,398 @@
+"""Document benchmark: make, finalize and send N documents through GraphQL and deliver
+them with the outbox worker to the e-mail and SvarUt fakes, against bare WeasyPrint.
+
+Builds the demo municipality into a fresh SQLite file (or `--database-url`), starts the
+fake SMTP server and the fake SvarUt in a separate process (the peers are remote in real
+life: their CPU time must not count as ours), and runs, as the principal of Nordby:
+
+1. the pipeline, timed: per document `createDocument` -> `finalizeDocument` (jinja2 ->
+   HTML -> PDF/A-2b, SHA-256, signature) -> `sendDocument` (outbox rows), alternating a
+   SvarUt letter (`brev_personopplysninger`, to each guardian) and a note
+   (`notat_elev`, e-mail to guardians who have never logged in); after each chunk of 25
+   documents the worker drains the outbox (`core.outbox.drain`) into the fakes;
+2. the baseline, timed: bare WeasyPrint (`render_pdf`) of the very same HTML, in the same
+   process, chunk by chunk between the pipeline's chunks, so both see the same machine.
+
+It prints documents per second, the share of the pipeline spent in PDF rendering, and
+the ratio of create+finalize+send to the bare rendering, and of that plus the worker's
+delivery. Target (issue 3): finalize+send cost at most 20 % more than bare rendering
+(ratio <= 1.20); the exit status is 1 otherwise. The delivery is reported beside it: in
+production the worker is a process of its own, beside the web server.
+
+    .venv/bin/python bench/documents.py [--count 1000] [--database-url postgresql://...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import and_, exists, func, not_, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from core.config import Settings, normalise_database_url  # noqa: E402
+from core.db import create_engine, create_sessionmaker  # noqa: E402
+from core.demo import load_demo  # noqa: E402
+from core.migrate import upgrade  # noqa: E402
+
+PRINCIPAL = "rektor.nordby"
+SCHOOL = "Nordby skole"
+LETTER = "brev_personopplysninger"
+NOTE = "notat_elev"
+TARGET_RATIO = 1.20
+CHUNK = 25  # documents per round of pipeline, delivery and baseline
+
+CREATE = "mutation($input: CreateDocumentInput!) { createDocument(input: $input) { id } }"
+FINALIZE = "mutation($id: ID!) { finalizeDocument(id: $id) { id } }"
+SEND = "mutation($id: ID!) { sendDocument(id: $id) { id status } }"
+
+
+# ----------------------------------------------------------------------------- the peers
+
+
+def _serve_fakes(connection: Connection) -> None:
+    """Child process: the fake SMTP server and the fake SvarUt, until told to stop."""
+    sys.path.insert(0, str(ROOT))
+    from tests.fakes.smtp_server import FakeSmtpServer
+    from tests.fakes.svarut_server import FakeSvarUt
+
+    with FakeSmtpServer() as smtp, FakeSvarUt(username="bench", password="bench") as svarut:
+        connection.send({"smtp_host": smtp.host, "smtp_port": smtp.port, "svarut": svarut.base_url})
+        while True:
+            command = connection.recv()
+            if command == "counts":
+                with smtp._lock:
+                    references = [m.message["X-Tavle-Reference"] for m in smtp.received]
+                connection.send(
+                    {
+                        "mails": len(references),
+                        "distinct_mails": len(set(references)),
+                        "letters": len(svarut.forsendelser),
+                        "duplicate_letters": len(svarut.duplicates),
+                    }
+                )
+            else:
+                connection.send("bye")
+                return
+
+
+class Peers:
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._connection, child = context.Pipe()
+        self._process = context.Process(target=_serve_fakes, args=(child,), daemon=True)
+        self._process.start()
+        self.addresses: dict[str, Any] = self._connection.recv()
+
+    def counts(self) -> dict[str, int]:
+        self._connection.send("counts")
+        return self._connection.recv()
+
+    def stop(self) -> None:
+        self._connection.send("stop")
+        self._connection.recv()
+        self._process.join(timeout=10)
+
+
+# ---------------------------------------------------------------------- the measurements
+
+
+@dataclass
+class RenderClock:
+    """Wraps `render_pdf` to add up the time the pipeline spends in it."""
+
+    seconds: float = 0.0
+    calls: int = 0
+
+    def wrap(self, render: Callable[[str], bytes]) -> Callable[[str], bytes]:
+        def timed(html: str) -> bytes:
+            started = time.perf_counter()
+            try:
+                return render(html)
+            finally:
+                self.seconds += time.perf_counter() - started
+                self.calls += 1
+
+        return timed
+
+
+@dataclass
+class Result:
+    count: int
+    pipeline: float
+    documents: float
+    delivery: float
+    render: float
+    bare: float
+    bare_each: list[float] = field(default_factory=list)
+    deliveries: dict[str, int] = field(default_factory=dict)
+    peers: dict[str, int] = field(default_factory=dict)
+    mutations: dict[str, float] = field(default_factory=dict)
+
+
+async def _students(engine: AsyncEngine) -> tuple[list[int], list[int]]:
+    """Nordby students whose guardians SvarUt can reach (national id and postal
+    address), and those whose guardians all take e-mail (an address, never logged in,
+    so the note's in-app channel does not reach them)."""
+    from core.models import Enrolment, Guardianship, Person, School, SchoolYear
+
+    sessions = create_sessionmaker(engine)
+    guardian = Person.__table__.alias("guardian")
+
+    def all_guardians(condition: Any) -> Any:
+        return not_(
+            exists().where(
+                Guardianship.student_id == Enrolment.student_id,
+                Guardianship.parental_responsibility.is_(True),
+                Guardianship.guardian_id == guardian.c.id,
+                not_(condition),
+            )
+        )
+
+    has_guardian = exists().where(
+        Guardianship.student_id == Enrolment.student_id,
+        Guardianship.parental_responsibility.is_(True),
+    )
+    base = (
+        select(Enrolment.student_id)
+        .join(School, School.id == Enrolment.school_id)
+        .join(SchoolYear, SchoolYear.id == Enrolment.school_year_id)
+        .where(School.name == SCHOOL, SchoolYear.is_current.is_(True), has_guardian)
+        .order_by(Enrolment.student_id)
+    )
+    svarut = and_(
+        guardian.c.national_id.is_not(None),
+        guardian.c.postal_code.is_not(None),
+        guardian.c.postal_town.is_not(None),
+    )
+    email = and_(guardian.c.email.is_not(None), guardian.c.activated_at.is_(None))
+    async with sessions() as session:
+        letters = list((await session.execute(base.where(all_guardians(svarut)))).scalars())
+        notes = list((await session.execute(base.where(all_guardians(email)))).scalars())
+    return letters, notes
+
+
+async def run(count: int, database_url: str | None) -> Result:
+    from core import outbox
+    from core.app import create_app
+    from core.documents import render
+    from core.models import Delivery, Document
+    from core.schema.ids import encode
+
+    with tempfile.TemporaryDirectory(prefix="tavle-bench-") as folder:
+        url = normalise_database_url(database_url or f"sqlite:///{folder}/bench.db")
+        engine = create_engine(url)
+        print(f"Database: {url.split('@')[-1]}", file=sys.stderr)
+        await upgrade(engine)
+        await load_demo(create_sessionmaker(engine))
+        letters, notes = await _students(engine)
+        if not letters or not notes:
+            raise SystemExit("The demo data has no suitable students at Nordby.")
+
+        peers = Peers()
+        try:
+            os.environ.update(
+                TAVLE_SMTP_HOST=peers.addresses["smtp_host"],
+                TAVLE_SMTP_PORT=str(peers.addresses["smtp_port"]),
+                TAVLE_SMTP_STARTTLS="0",
+                TAVLE_SVARUT_BASE_URL=peers.addresses["svarut"],
+                TAVLE_SVARUT_USERNAME="bench",
+                TAVLE_SVARUT_PASSWORD="bench",
+            )
+            settings = Settings(database_url=url, demo=True, policies_dir=ROOT / "policies")
+            app = create_app(settings)
+            clock = RenderClock()
+            mutations: dict[str, float] = {}
+            bare_render = render.render_pdf
+            render.render_pdf = clock.wrap(bare_render)  # type: ignore[assignment]
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+                answer = await http.post("/auth/demo-token", json={"username": PRINCIPAL})
+                headers = {"Authorization": f"Bearer {answer.json()['token']}"}
+
+                async def graphql(query: str, variables: dict[str, Any]) -> dict[str, Any]:
+                    began = time.perf_counter()
+                    response = await http.post(
+                        "/graphql", json={"query": query, "variables": variables}, headers=headers
+                    )
+                    mutations[query] = mutations.get(query, 0.0) + time.perf_counter() - began
+                    body = response.json()
+                    if body.get("errors"):
+                        raise RuntimeError(body["errors"])
+                    return body["data"]
+
+                async def one(number: int) -> None:
+                    if number % 2 == 0:
+                        student = letters[(number // 2) % len(letters)]
+                        doctype = LETTER
+                        fields = {
+                            "overskrift": f"Utviklingssamtale nr. {number}",
+                            "tekst": "Velkommen til utviklingssamtale.\n\nTa med spørsmål.",
+                        }
+                    else:
+                        student = notes[(number // 2) % len(notes)]
+                        doctype = NOTE
+                        fields = {"emne": f"Beskjed {number}", "tekst": "Husk gymtøy i morgen."}
+                    created = await graphql(
+                        CREATE,
+                        {
+                            "input": {
+                                "doctype": doctype,
+                                "studentId": encode("Student", student),
+                                "fields": fields,
+                            }
+                        },
+                    )
+                    gid = created["createDocument"]["id"]
+                    await graphql(FINALIZE, {"id": gid})
+                    await graphql(SEND, {"id": gid})
+
+                await one(-2)  # warm-up (fonts, templates, caches), not counted
+                await one(-1)
+                sessions = create_sessionmaker(engine)
+                await outbox.drain(sessions)
+                clock.seconds, clock.calls = 0.0, 0
+                mutations.clear()
+                first_document = (await _scalar(engine, select(func.max(Document.id))) or 0) + 1
+
+                # Pipeline and baseline interleave, a chunk at a time, so that both see
+                # the same machine: on a shared machine the load changes by the minute.
+                documents_time = delivery_time = 0.0
+                processed = 0
+                bare_each: list[float] = []
+                number = 0
+                while number < count:
+                    chunk = range(number, min(count, number + CHUNK))
+                    began = time.perf_counter()
+                    for current in chunk:
+                        await one(current)
+                    documents_time += time.perf_counter() - began
+                    began = time.perf_counter()
+                    processed += await outbox.drain(sessions, outbox.OutboxSettings(batch_size=50))
+                    delivery_time += time.perf_counter() - began
+                    async with sessions() as session:
+                        htmls = list(
+                            (
+                                await session.execute(
+                                    select(Document.html)
+                                    .where(Document.id >= first_document + number)
+                                    .order_by(Document.id)
+                                    .limit(len(chunk))
+                                )
+                            ).scalars()
+                        )
+                    for html in htmls:
+                        began = time.perf_counter()
+                        bare_render(html)
+                        bare_each.append(time.perf_counter() - began)
+                    number += len(chunk)
+
+            render.render_pdf = bare_render  # type: ignore[assignment]
+            async with sessions() as session:
+                rows = (
+                    await session.execute(
+                        select(Delivery.channel, Delivery.status, func.count())
+                        .where(Delivery.document_id >= first_document)
+                        .group_by(Delivery.channel, Delivery.status)
+                    )
+                ).all()
+            assert len(bare_each) == count and clock.calls == count, (len(bare_each), clock.calls)
+            deliveries = {f"{channel}/{status}": n for channel, status, n in rows}
+            deliveries["processed"] = processed
+            counts = peers.counts()
+        finally:
+            peers.stop()
+        await app.state.tavle.engine.dispose()
+        await engine.dispose()
+    return Result(
+        count=count,
+        pipeline=documents_time + delivery_time,
+        documents=documents_time,
+        delivery=delivery_time,
+        render=clock.seconds,
+        bare=sum(bare_each),
+        bare_each=bare_each,
+        deliveries=deliveries,
+        peers=counts,
+        mutations={
+            "createDocument": mutations.get(CREATE, 0.0),
+            "finalizeDocument": mutations.get(FINALIZE, 0.0),
+            "sendDocument": mutations.get(SEND, 0.0),
+        },
+    )
+
+
+async def _scalar(engine: AsyncEngine, query: Any) -> Any:
+    async with engine.connect() as connection:
+        return (await connection.execute(query)).scalar()
+
+
+def report(result: Result) -> bool:
+    ratio = result.documents / result.bare
+    end_to_end = result.pipeline / result.bare
+    ok = ratio <= TARGET_RATIO
+    print(
+        f"Documents: {result.count} ({result.count // 2 + result.count % 2} SvarUt letters, "
+        f"{result.count // 2} e-mail notes)"
+    )
+    print(f"Pipeline: {result.pipeline:.1f} s = {result.count / result.pipeline:.1f} documents/s")
+    print(
+        f"  create+finalize+send: {result.documents:.1f} s, "
+        f"worker delivery: {result.delivery:.1f} s"
+    )
+    each = ", ".join(
+        f"{name} {1000 * seconds / result.count:.0f} ms"
+        for name, seconds in result.mutations.items()
+    )
+    print(f"  per document: {each} (finalize includes the rendering)")
+    print(
+        f"  PDF rendering inside the pipeline: {result.render:.1f} s "
+        f"= {100 * result.render / result.pipeline:.1f} % of the pipeline"
+    )
+    print(
+        f"Bare WeasyPrint, same HTML: {result.bare:.1f} s = "
+        f"{result.count / result.bare:.1f} documents/s "
+        f"(median {1000 * statistics.median(result.bare_each):.0f} ms per document)"
+    )
+    print(
+        f"Ratio create+finalize+send / bare rendering: {ratio:.3f} "
+        f"(overhead {100 * (ratio - 1):.1f} %; target <= {100 * (TARGET_RATIO - 1):.0f} %): "
+        f"{'met' if ok else 'MISSED'}"
+    )
+    print(
+        f"Ratio with the worker's delivery too (one process, one after the other): "
+        f"{end_to_end:.3f} (overhead {100 * (end_to_end - 1):.1f} %)"
+    )
+    print(f"Deliveries: {result.deliveries}")
+    print(f"Received by the fakes: {result.peers}")
+    return ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=1000, help="documents (default 1000)")
+    parser.add_argument("--database-url", help="default: a fresh SQLite file")
+    args = parser.parse_args()
+    if args.count < 1:
+        parser.error("--count must be at least 1")
+    result = asyncio.run(run(args.count, args.database_url))
+    sys.exit(0 if report(result) else 1)
+
+
+if __name__ == "__main__":
+    main()

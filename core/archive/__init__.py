@@ -1,0 +1,2 @@
+"""The archive queue: enqueueing documents, batches to the archive plugin, folders and
+receipts."""

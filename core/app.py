@@ -12,8 +12,9 @@ from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 
 from core import audit
 from core.access.grants import load_principal
@@ -25,12 +26,14 @@ from core.config import Settings
 from core.db import create_engine, create_sessionmaker
 from core.doctypes import load_doctypes
 from core.documents.service import visible_documents
+from core.messages.routes import message_routes
 from core.models import Document
 from core.plugins import channels as plugin_channels
 from core.plugins import plugin_manager
 from core.schema.context import Context
 from core.schema.database import RequestDatabase
 from core.schema.ids import decode_pk
+from core.schema.messages import SocketContext, authenticate_socket
 from core.schema.schema import build_schema
 from core.state import AppState
 
@@ -42,6 +45,10 @@ class TavleGraphQL(GraphQL):
     async def get_context(self, request: Any, response: Any = None) -> Context:  # type: ignore[override]
         state: AppState = request.app.state.tavle
         db = RequestDatabase(state.sessions())
+        if request.scope["type"] == "websocket":
+            # Browsers cannot set headers on a websocket: the token comes in the
+            # connection_init payload (on_ws_connect).
+            return SocketContext(request=request, state=state, db=db)
         context = Context(request=request, state=state, db=db)
         header = request.headers.get("authorization", "")
         if not header:
@@ -58,6 +65,12 @@ class TavleGraphQL(GraphQL):
                 return context
             context._principal = await load_principal(auth_session, person_id, state.policy)
         return context
+
+    async def on_ws_connect(self, context: Any) -> Any:  # type: ignore[override]
+        """graphql-transport-ws connection_init: refuse (4403) without a valid token."""
+        if not await authenticate_socket(context):
+            raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
+        return await super().on_ws_connect(context)
 
 
 async def healthz(request: Request) -> Response:
@@ -164,6 +177,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = [
         Route("/healthz", healthz),
         Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
+        *message_routes(),
         Route("/documents/{document_id}/pdf", document_pdf),
         *demo_routes(),
         *oidc_routes(),

@@ -117,17 +117,31 @@ def cmd_policy_explain(args: argparse.Namespace) -> None:
 def cmd_worker(args: argparse.Namespace) -> None:
     from core.db import create_engine, create_sessionmaker
     from core.outbox import OutboxSettings, drain, poll_statuses, run_forever
+    from core.plugins import channels as loaded_channels
+
+    only_channels = args.channel or None
+    if only_channels:
+        unknown = sorted(set(only_channels) - set(loaded_channels()))
+        if unknown:
+            raise CliError(f"Ukjent kanal: {', '.join(unknown)}.")
 
     async def main() -> None:
         engine = create_engine(_settings().database_url)
         sessions = create_sessionmaker(engine)
         try:
             if args.once:
-                processed = await drain(sessions, OutboxSettings())
-                changed = await poll_statuses(sessions)
+                processed = await drain(sessions, OutboxSettings(), channels=only_channels)
+                changed = await poll_statuses(sessions, channels=only_channels)
                 print(f"Behandlet {processed} leveranser; {changed} fikk ny status.")
             else:
-                await run_forever(sessions, OutboxSettings())
+                from core.archive.batch import run_scheduled
+
+                # Archive batches run on their schedule (TAVLE_ARCHIVE_SCHEDULE) beside
+                # the outbox, unless this worker is limited to some channels.
+                archive = [] if only_channels else [run_scheduled(sessions, _loaded_doctypes()[0])]
+                await asyncio.gather(
+                    run_forever(sessions, OutboxSettings(), channels=only_channels), *archive
+                )
         finally:
             await engine.dispose()
 
@@ -210,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="deliver queued documents and messages")
     worker.add_argument("--once", action="store_true", help="drain the queue, then stop")
+    worker.add_argument(
+        "--channel",
+        action="append",
+        help="serve only this channel (repeatable), e.g. a worker of its own for SvarUt",
+    )
     worker.set_defaults(func=cmd_worker)
 
     doctypes = commands.add_parser("doctypes", help="check doctypes or show a route")
@@ -222,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = commands.add_parser("schema", help="print the GraphQL SDL")
     schema.set_defaults(func=cmd_schema)
+
+    from core.archive.cli import add_archive_commands
+
+    add_archive_commands(commands)
     return parser
 
 

@@ -17,6 +17,11 @@ SCOPES: dict[str, str] = {
     "guardian_messages": "messages written by guardians at the school the role is held at",
 }
 
+# The scopes a person holds as guardian or student (over their own children, or
+# themselves), not as school staff: what is written for the school's records, such as
+# documents other than applications, is never done through them.
+PERSONAL_SCOPES: frozenset[str] = frozenset({"own_children", "self"})
+
 RESOURCES: dict[str, frozenset[str]] = {
     "school": frozenset({"read", "update"}),
     "school_year": frozenset({"read", "read_all"}),
@@ -41,17 +46,19 @@ RESOURCES: dict[str, frozenset[str]] = {
     "statistics": frozenset({"read"}),
     "document": frozenset({"read", "create", "finalize", "send", "delete"}),
     "document_restricted": frozenset({"read"}),
-    "archive_log": frozenset({"read", "requeue"}),
+    "archive_log": frozenset({"read", "requeue", "dismiss"}),
+    "archive_folder": frozenset({"read", "manage"}),
     "absence": frozenset({"read", "create"}),
     "remark": frozenset({"read", "create"}),
     "assessment": frozenset({"read", "create"}),
     "message": frozenset({"read", "send"}),
     "guardian_message": frozenset({"read"}),
     "bulk_message": frozenset({"send"}),
-    "emergency_sms": frozenset({"send"}),
+    "emergency_sms": frozenset({"send", "read"}),
     "form": frozenset({"create"}),
     "consent": frozenset({"create"}),
     "application": frozenset({"submit"}),
+    "decision": frozenset({"create"}),
     "leave_application": frozenset({"decide"}),
     "sfo_application": frozenset({"decide"}),
     "transport_application": frozenset({"decide"}),

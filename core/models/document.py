@@ -80,10 +80,19 @@ class Delivery(Base):
     worker claims, retries with backoff, and finishes."""
 
     __tablename__ = "delivery"
-    __table_args__ = (UniqueConstraint("document_id", "recipient_id", "channel"),)
+    __table_args__ = (
+        UniqueConstraint("document_id", "recipient_id", "channel"),
+        # A message reaches each recipient once per channel (NULL document ids and
+        # message ids are distinct, so each constraint guards its own kind).
+        UniqueConstraint("message_id", "recipient_id", "channel"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     document_id: Mapped[int | None] = mapped_column(ForeignKey("document.id"), index=True)
+    # Or a message (sendMessage's email copies, notices, SMS): exactly one of the two.
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("message.id", use_alter=True), index=True
+    )
     recipient_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
     school_id: Mapped[int] = mapped_column(ForeignKey("school.id"))
     channel: Mapped[str] = mapped_column(String(50))

@@ -4,41 +4,58 @@ production; error codes everywhere."""
 from __future__ import annotations
 
 import strawberry
-from strawberry.extensions import (
-    DisableIntrospection,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    QueryDepthLimiter,
-)
+from strawberry.extensions import DisableIntrospection
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
 from core.config import Settings
+from core.schema.absence import AbsenceMutation, AbsenceQuery
+from core.schema.archive import ArchiveEntry, ArchiveFolder, ArchiveMutation, ArchiveQuery
 from core.schema.documents import Document, DocumentMutation, DocumentQuery
-from core.schema.extensions import ErrorCodes, RequestSession
+from core.schema.extensions import ErrorCodes, RequestSession, request_limits
+from core.schema.messages import Message, MessageMutation, MessageQuery, MessageSubscription
 from core.schema.mutations import Mutation as AccessMutation
 from core.schema.queries import Query as ReadQuery
+from core.schema.statistics import StatisticsQuery
 from core.schema.types import AuditEvent, Employee, Group, Guardian, School, SchoolYear, Student
 
-ALL_TYPES = [Student, Guardian, Employee, Group, School, SchoolYear, AuditEvent, Document]
+ALL_TYPES = [
+    Student,
+    Guardian,
+    Employee,
+    Group,
+    School,
+    SchoolYear,
+    AuditEvent,
+    Document,
+    Message,
+    ArchiveEntry,
+    ArchiveFolder,
+]
 
-Query = merge_types("Query", (ReadQuery, DocumentQuery))
-Mutation = merge_types("Mutation", (AccessMutation, DocumentMutation))
+Query = merge_types(
+    "Query",
+    (ReadQuery, DocumentQuery, AbsenceQuery, MessageQuery, StatisticsQuery, ArchiveQuery),
+)
+Mutation = merge_types(
+    "Mutation",
+    (AccessMutation, DocumentMutation, AbsenceMutation, MessageMutation, ArchiveMutation),
+)
+Subscription = merge_types("Subscription", (MessageSubscription,))
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:
     extensions: list = [
         RequestSession,
         lambda: ErrorCodes(debug=settings.debug),
-        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
-        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+        *request_limits(settings.max_query_depth, settings.max_aliases, settings.max_tokens),
     ]
     if settings.production:
         extensions.append(DisableIntrospection)
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=ALL_TYPES,
         extensions=extensions,
         config=StrawberryConfig(auto_camel_case=True),

@@ -4,8 +4,9 @@ request's DataLoaders, which apply the caller's scope in SQL."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable, Sequence
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import strawberry
 
@@ -15,7 +16,10 @@ from core.models import School as SchoolModel
 from core.models import SchoolYear as SchoolYearModel
 from core.schema import ids
 from core.schema.context import Info
+from core.schema.loaders import cached, then
 from core.schema.rows import PersonRow, StudentRow
+
+T = TypeVar("T")
 
 
 @strawberry.interface(description="An object with a global ID, fetchable by `node(id)`.")
@@ -51,201 +55,221 @@ def _address(row: PersonRow) -> Address | None:
     )
 
 
-async def _restricted(info: Info, resource: str, row: PersonRow, value, audited: bool):  # type: ignore[no-untyped-def]
-    """A field with its own permission: the value when allowed, else null."""
+def _allowed(info: Info, resource: str, row: PersonRow) -> bool | Awaitable[bool]:
+    """Whether the caller may read the `resource` field of `row`: at once when it follows
+    from their grants alone or was prefetched, else an awaitable (batched SQL)."""
+    loaders = info.context.loaders
+    implied = loaders.field_implied(resource)
+    if implied is not None:
+        return implied
+    return cached(loaders.field_allowed(resource), row.id)
+
+
+def _permitted(info: Info, resource: str, row: PersonRow, value: T) -> T | None:
+    """A field with its own permission (not audited): the value when allowed, else null."""
     if value is None:
         return None
-    if not await info.context.loaders.field_allowed(resource).load(row.id):
+    return then(_allowed(info, resource, row), lambda ok: value if ok else None)  # type: ignore[return-value]
+
+
+def _restricted(info: Info, resource: str, row: PersonRow, value: T) -> T | None:
+    """A restricted field (national id, address): the value when allowed, else null; a
+    read that returns a value is audited."""
+    if value is None:
         return None
-    if audited:
+
+    def read(ok: bool) -> T | None:
+        if not ok:
+            return None
         info.context.audit_read(resource.split("_", 1)[0], row.id, resource)
-    return value
+        return value
+
+    return then(_allowed(info, resource, row), read)  # type: ignore[return-value]
+
+
+# Plain (resolver-less) fields are filled when an object is built: GraphQL reads them
+# without calling a resolver, which matters when a page holds thousands of fields.
+# Contact details (email, phone) are not audited, so they are decided for a whole list
+# of rows at once (`Loaders.fields_allowed`) and stored as plain fields too.
 
 
 @strawberry.type(description="A school in the municipality.")
 class School(Node):
-    _row: strawberry.Private[SchoolModel]
+    name: str
+    first_grade: int
+    last_grade: int
+    has_sfo: bool = strawberry.field(description="Whether the school runs after-school care (SFO).")
 
     @classmethod
     def of(cls, row: SchoolModel) -> School:
-        return cls(id=strawberry.ID(ids.encode("School", row.id)), _row=row)
-
-    @strawberry.field
-    def name(self) -> str:
-        return self._row.name
-
-    @strawberry.field
-    def first_grade(self) -> int:
-        return self._row.first_grade
-
-    @strawberry.field
-    def last_grade(self) -> int:
-        return self._row.last_grade
-
-    @strawberry.field(description="Whether the school runs after-school care (SFO).")
-    def has_sfo(self) -> bool:
-        return self._row.has_sfo
+        return cls(
+            id=strawberry.ID(ids.encode("School", row.id)),
+            name=row.name,
+            first_grade=row.first_grade,
+            last_grade=row.last_grade,
+            has_sfo=row.has_sfo,
+        )
 
 
 @strawberry.type(description="A school year, e.g. 2026/2027.")
 class SchoolYear(Node):
-    _row: strawberry.Private[SchoolYearModel]
+    name: str
+    starts_on: date
+    ends_on: date
+    is_current: bool
 
     @classmethod
     def of(cls, row: SchoolYearModel) -> SchoolYear:
-        return cls(id=strawberry.ID(ids.encode("SchoolYear", row.id)), _row=row)
-
-    @strawberry.field
-    def name(self) -> str:
-        return self._row.name
-
-    @strawberry.field
-    def starts_on(self) -> date:
-        return self._row.starts_on
-
-    @strawberry.field
-    def ends_on(self) -> date:
-        return self._row.ends_on
-
-    @strawberry.field
-    def is_current(self) -> bool:
-        return self._row.is_current
+        return cls(
+            id=strawberry.ID(ids.encode("SchoolYear", row.id)),
+            name=row.name,
+            starts_on=row.starts_on,
+            ends_on=row.ends_on,
+            is_current=row.is_current,
+        )
 
 
 @strawberry.type(description="An employee of a school or of the municipality.")
 class Employee(Node):
+    name: str
+    email: str | None = strawberry.field(
+        description="Null unless you may see employees' contact details."
+    )
+    phone: str | None = strawberry.field(
+        description="Mobile number. Null unless you may see contact details."
+    )
     _row: strawberry.Private[PersonRow]
 
     @classmethod
-    def of(cls, row: PersonRow) -> Employee:
-        return cls(id=strawberry.ID(ids.encode("Employee", row.id)), _row=row)
+    def of(cls, row: PersonRow, contact: bool) -> Employee:
+        return cls(
+            id=strawberry.ID(ids.encode("Employee", row.id)),
+            name=row.name,
+            email=row.email if contact else None,
+            phone=row.mobile if contact else None,
+            _row=row,
+        )
 
-    @strawberry.field
-    def name(self) -> str:
-        return self._row.name
-
-    @strawberry.field(description="Null unless you may see employees' contact details.")
-    async def email(self, info: Info) -> str | None:
-        return await _restricted(info, "employee_contact", self._row, self._row.email, False)
-
-    @strawberry.field(description="Mobile number. Null unless you may see contact details.")
-    async def phone(self, info: Info) -> str | None:
-        return await _restricted(info, "employee_contact", self._row, self._row.mobile, False)
+    @classmethod
+    def many(
+        cls, info: Info, rows: Sequence[PersonRow]
+    ) -> list[Employee] | Awaitable[list[Employee]]:
+        """Objects for `rows`, with contact details where the caller may see them."""
+        allowed = info.context.loaders.fields_allowed("employee_contact", [r.id for r in rows])
+        return then(allowed, lambda flags: [cls.of(r, a) for r, a in zip(rows, flags, strict=True)])
 
     @strawberry.field(description="Fødselsnummer. Restricted; reading it is audited.")
-    async def national_id(self, info: Info) -> str | None:
-        return await _restricted(
-            info, "employee_national_id", self._row, self._row.national_id, True
-        )
+    def national_id(self, info: Info) -> str | None:
+        return _restricted(info, "employee_national_id", self._row, self._row.national_id)
 
 
 @strawberry.type(description="A guardian (foresatt) with parental responsibility.")
 class Guardian(Node):
+    name: str
+    email: str | None = strawberry.field(
+        description="Null unless you may see guardians' contact details."
+    )
+    phone: str | None = strawberry.field(
+        description="Mobile number. Null unless you may see contact details."
+    )
     _row: strawberry.Private[PersonRow]
 
     @classmethod
-    def of(cls, row: PersonRow) -> Guardian:
-        return cls(id=strawberry.ID(ids.encode("Guardian", row.id)), _row=row)
-
-    @strawberry.field
-    def name(self) -> str:
-        return self._row.name
-
-    @strawberry.field(description="Null unless you may see guardians' contact details.")
-    async def email(self, info: Info) -> str | None:
-        return await _restricted(info, "guardian_contact", self._row, self._row.email, False)
-
-    @strawberry.field(description="Mobile number. Null unless you may see contact details.")
-    async def phone(self, info: Info) -> str | None:
-        return await _restricted(info, "guardian_contact", self._row, self._row.mobile, False)
-
-    @strawberry.field(description="Restricted; reading it is audited.")
-    async def address(self, info: Info) -> Address | None:
-        return await _restricted(info, "guardian_contact", self._row, _address(self._row), True)
-
-    @strawberry.field(description="Fødselsnummer. Restricted; reading it is audited.")
-    async def national_id(self, info: Info) -> str | None:
-        return await _restricted(
-            info, "guardian_national_id", self._row, self._row.national_id, True
+    def of(cls, row: PersonRow, contact: bool) -> Guardian:
+        return cls(
+            id=strawberry.ID(ids.encode("Guardian", row.id)),
+            name=row.name,
+            email=row.email if contact else None,
+            phone=row.mobile if contact else None,
+            _row=row,
         )
 
+    @classmethod
+    def many(
+        cls, info: Info, rows: Sequence[PersonRow]
+    ) -> list[Guardian] | Awaitable[list[Guardian]]:
+        """Objects for `rows`, with contact details where the caller may see them."""
+        allowed = info.context.loaders.fields_allowed("guardian_contact", [r.id for r in rows])
+        return then(allowed, lambda flags: [cls.of(r, a) for r, a in zip(rows, flags, strict=True)])
+
+    @strawberry.field(description="Restricted; reading it is audited.")
+    def address(self, info: Info) -> Address | None:
+        return _restricted(info, "guardian_contact", self._row, _address(self._row))
+
+    @strawberry.field(description="Fødselsnummer. Restricted; reading it is audited.")
+    def national_id(self, info: Info) -> str | None:
+        return _restricted(info, "guardian_national_id", self._row, self._row.national_id)
+
     @strawberry.field(description="The children in your scope this guardian is responsible for.")
-    async def children(
+    def children(
         self, info: Info
     ) -> list[Annotated[Student, strawberry.lazy("core.schema.types")]]:
-        rows = await info.context.loaders.children_of_guardian.load(self._row.id)
-        return [Student.of(r) for r in rows]
+        rows = cached(info.context.loaders.children_of_guardian, self._row.id)
+        return then(rows, lambda found: [Student.of(r) for r in found])  # type: ignore[return-value]
 
 
 @strawberry.type(description="A student (elev) in the current school year.")
 class Student(Node):
+    name: str
+    given_name: str
+    family_name: str
+    birth_date: date | None
+    grade: int | None = strawberry.field(
+        description="Grade (trinn) 1-10 in the current school year."
+    )
     _row: strawberry.Private[StudentRow]
 
     @classmethod
     def of(cls, row: StudentRow) -> Student:
-        return cls(id=strawberry.ID(ids.encode("Student", row.id)), _row=row)
+        return cls(
+            id=strawberry.ID(ids.encode("Student", row.id)),
+            name=row.name,
+            given_name=row.given_name,
+            family_name=row.family_name,
+            birth_date=row.birth_date,
+            grade=row.grade,
+            _row=row,
+        )
+
+    # Relations resolve at once when prefetched (Loaders.prefetch), else load in batches.
 
     @strawberry.field
-    def name(self) -> str:
-        return self._row.name
-
-    @strawberry.field
-    def given_name(self) -> str:
-        return self._row.given_name
-
-    @strawberry.field
-    def family_name(self) -> str:
-        return self._row.family_name
-
-    @strawberry.field
-    def birth_date(self) -> date | None:
-        return self._row.birth_date
-
-    @strawberry.field(description="Grade (trinn) 1-10 in the current school year.")
-    def grade(self) -> int | None:
-        return self._row.grade
-
-    @strawberry.field
-    async def school(self, info: Info) -> School | None:
+    def school(self, info: Info) -> School | None:
         if self._row.school_id is None:
             return None
-        row = await info.context.loaders.school.load(self._row.school_id)
-        return School.of(row) if row else None
+        row = cached(info.context.loaders.school, self._row.school_id)
+        return then(row, lambda found: School.of(found) if found else None)  # type: ignore[return-value]
 
     @strawberry.field(description="The student's groups this school year that you may see.")
-    async def groups(
-        self, info: Info
-    ) -> list[Annotated[Group, strawberry.lazy("core.schema.types")]]:
-        rows = await info.context.loaders.groups_of_student.load(self._row.id)
-        return [Group.of(g) for g in rows]
+    def groups(self, info: Info) -> list[Annotated[Group, strawberry.lazy("core.schema.types")]]:
+        rows = cached(info.context.loaders.groups_of_student, self._row.id)
+        return then(rows, lambda found: [Group.of(g) for g in found])  # type: ignore[return-value]
 
     @strawberry.field(description="Guardians in your scope.")
-    async def guardians(self, info: Info) -> list[Guardian]:
-        rows = await info.context.loaders.guardians_of_student.load(self._row.id)
-        return [Guardian.of(r) for r in rows]
+    def guardians(self, info: Info) -> list[Guardian]:
+        rows = cached(info.context.loaders.guardians_of_student, self._row.id)
+        return then(rows, lambda found: Guardian.many(info, found))  # type: ignore[return-value]
 
     @strawberry.field(description="The contact teacher of the student's class.")
-    async def contact_teacher(self, info: Info) -> Employee | None:
-        row = await info.context.loaders.contact_teacher_of_student.load(self._row.id)
-        return Employee.of(row) if row else None
+    def contact_teacher(self, info: Info) -> Employee | None:
+        row = cached(info.context.loaders.contact_teacher_of_student, self._row.id)
+        return then(row, lambda found: _first(Employee.many(info, [found])) if found else None)  # type: ignore[return-value]
 
     @strawberry.field(description="Null unless you may see students' contact details.")
-    async def email(self, info: Info) -> str | None:
-        return await _restricted(info, "student_contact", self._row, self._row.email, False)
+    def email(self, info: Info) -> str | None:
+        return _permitted(info, "student_contact", self._row, self._row.email)
 
     @strawberry.field(description="Mobile number. Null unless you may see contact details.")
-    async def phone(self, info: Info) -> str | None:
-        return await _restricted(info, "student_contact", self._row, self._row.mobile, False)
+    def phone(self, info: Info) -> str | None:
+        return _permitted(info, "student_contact", self._row, self._row.mobile)
 
     @strawberry.field(description="Restricted; reading it is audited.")
-    async def address(self, info: Info) -> Address | None:
-        return await _restricted(info, "student_address", self._row, _address(self._row), True)
+    def address(self, info: Info) -> Address | None:
+        return _restricted(info, "student_address", self._row, _address(self._row))
 
     @strawberry.field(description="Fødselsnummer. Restricted; reading it is audited.")
-    async def national_id(self, info: Info) -> str | None:
-        return await _restricted(
-            info, "student_national_id", self._row, self._row.national_id, True
-        )
+    def national_id(self, info: Info) -> str | None:
+        return _restricted(info, "student_national_id", self._row, self._row.national_id)
 
     @strawberry.field(description="Documents about the student that you may read, newest first.")
     async def documents(
@@ -253,53 +277,73 @@ class Student(Node):
     ) -> list[Annotated[Document, strawberry.lazy("core.schema.documents")]]:  # noqa: F821
         from core.schema.documents import Document, document_loaders
 
-        if not info.context.principal.can("document", "read"):
-            return []
+        # No role check here: the loader's condition also finds what was sent to the
+        # caller (a student's grades), and nothing else.
         rows = await document_loaders(info).of_student.load(self._row.id)
         return [Document.of(r) for r in rows]
+
+    @strawberry.field(description="This school year's absence that you may read, by date.")
+    async def absences(
+        self, info: Info
+    ) -> list[Annotated[Absence, strawberry.lazy("core.schema.absence")]]:  # noqa: F821
+        from core.schema.absence import student_absences
+
+        return await student_absences(info, self._row.id)
+
+    @strawberry.field(description="This school year's remarks that you may read, oldest first.")
+    async def remarks(
+        self, info: Info
+    ) -> list[Annotated[Remark, strawberry.lazy("core.schema.absence")]]:  # noqa: F821
+        from core.schema.absence import student_remarks
+
+        return await student_remarks(info, self._row.id)
+
+
+def _first(objects: list[T] | Awaitable[list[T]]) -> T | Awaitable[T]:
+    return then(objects, lambda found: found[0])
 
 
 @strawberry.type(description="A class, subject group or SFO group in one school year.")
 class Group(Node):
+    name: str
+    kind: GroupKind
+    grade: int | None
     _row: strawberry.Private[GroupModel]
 
     @classmethod
     def of(cls, row: GroupModel) -> Group:
-        return cls(id=strawberry.ID(ids.encode("Group", row.id)), _row=row)
+        return cls(
+            id=strawberry.ID(ids.encode("Group", row.id)),
+            name=row.name,
+            kind=_GROUP_KINDS[GroupKindModel(row.kind)],
+            grade=row.grade,
+            _row=row,
+        )
+
+    # A foreign key guarantees the school and the school year exist.
 
     @strawberry.field
-    def name(self) -> str:
-        return self._row.name
+    def school(self, info: Info) -> School:
+        row = cached(info.context.loaders.school, self._row.school_id)
+        return then(row, School.of)  # type: ignore[return-value]
 
     @strawberry.field
-    def kind(self) -> GroupKind:
-        return GroupKind(GroupKindModel(self._row.kind).value)
-
-    @strawberry.field
-    def grade(self) -> int | None:
-        return self._row.grade
-
-    @strawberry.field
-    async def school(self, info: Info) -> School:
-        row = await info.context.loaders.school.load(self._row.school_id)
-        assert row is not None  # a foreign key guarantees it
-        return School.of(row)
-
-    @strawberry.field
-    async def school_year(self, info: Info) -> SchoolYear:
-        row = await info.context.loaders.school_year.load(self._row.school_year_id)
-        assert row is not None
-        return SchoolYear.of(row)
+    def school_year(self, info: Info) -> SchoolYear:
+        row = cached(info.context.loaders.school_year, self._row.school_year_id)
+        return then(row, SchoolYear.of)  # type: ignore[return-value]
 
     @strawberry.field(description="Members in your scope, by family name.")
-    async def students(self, info: Info) -> list[Student]:
-        rows = await info.context.loaders.students_of_group.load(self._row.id)
-        return [Student.of(r) for r in rows]
+    def students(self, info: Info) -> list[Student]:
+        rows = cached(info.context.loaders.students_of_group, self._row.id)
+        return then(rows, lambda found: [Student.of(r) for r in found])  # type: ignore[return-value]
 
     @strawberry.field(description="Responsible teachers; the contact teacher first.")
-    async def teachers(self, info: Info) -> list[Employee]:
-        rows = await info.context.loaders.teachers_of_group.load(self._row.id)
-        return [Employee.of(r) for r in rows]
+    def teachers(self, info: Info) -> list[Employee]:
+        rows = cached(info.context.loaders.teachers_of_group, self._row.id)
+        return then(rows, lambda found: Employee.many(info, found))  # type: ignore[return-value]
+
+
+_GROUP_KINDS = {GroupKindModel(k.value): k for k in GroupKind}
 
 
 @strawberry.type

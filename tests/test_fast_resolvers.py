@@ -1,0 +1,180 @@
+"""The short execution path for plain fields (core/schema/execution.py) answers exactly
+as strawberry and graphql-core do, and never bypasses a field with a check."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date
+from typing import Any
+
+import strawberry
+from graphql import GraphQLObjectType
+from strawberry.extensions import SchemaExtension
+from strawberry.permission import BasePermission
+
+from core.config import Settings
+from core.schema.execution import PlainField, PlainFieldExecutor, install_fast_resolvers
+from core.schema.schema import build_schema
+
+
+@strawberry.enum
+class Colour(enum.Enum):
+    RED = "red"
+
+
+class Never(BasePermission):
+    message = "Nei."
+
+    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+        return False
+
+
+@strawberry.type
+class Thing:
+    id: strawberry.ID
+    name: str
+    count: int
+    ratio: float
+    flag: bool
+    colour: Colour
+    born: date | None
+    nickname: str | None
+    required: str
+    secret: str | None = strawberry.field(default="hemmelig", permission_classes=[Never])
+    _hidden: strawberry.Private[str] = "skjult"
+
+    @strawberry.field
+    def shout(self, info: strawberry.Info) -> str:
+        assert info.field_name == "shout"
+        return self.name.upper()
+
+    @strawberry.field
+    def greeting(self, info: strawberry.Info, to: str = "deg") -> str:
+        return f"Hei, {to}"
+
+    @strawberry.field
+    def broken(self, info: strawberry.Info) -> str | None:
+        raise ValueError("Feil i resolveren.")
+
+
+def _things() -> list[Thing]:
+    good = Thing(
+        id=strawberry.ID("VGhpbmc6MQ"),
+        name="Ola",
+        count=3,
+        ratio=0.5,
+        flag=True,
+        colour=Colour.RED,
+        born=date(2015, 3, 1),
+        nickname=None,
+        required="ja",
+    )
+    bad = Thing(
+        id=strawberry.ID("VGhpbmc6Mg"),
+        name="Kari",
+        count=2**40,  # out of Int range: a field error
+        ratio=1.0,
+        flag=False,
+        colour=Colour.RED,
+        born=None,
+        nickname="K",
+        required="ja",
+    )
+    null = Thing(
+        id=strawberry.ID("VGhpbmc6Mw"),
+        name="Per",
+        count=1,
+        ratio=1.0,
+        flag=False,
+        colour=Colour.RED,
+        born=None,
+        nickname=None,
+        required=None,  # type: ignore[arg-type] # null in a non-null field: an error
+    )
+    return [good, bad, null]
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def things(self) -> list[Thing | None]:
+        return _things()  # type: ignore[return-value]
+
+
+QUERY = """{ things { id name count ratio flag colour born nickname required secret
+  shout greeting(to: "Per") broken alias: name __typename } }"""
+
+
+def _run(schema: strawberry.Schema) -> dict[str, Any]:
+    result = schema.execute_sync(QUERY)
+    errors = sorted((e.message, tuple(e.path or ())) for e in result.errors or [])
+    return {"data": result.data, "errors": errors}
+
+
+def test_same_answers_and_errors_as_strawberry() -> None:
+    stock = strawberry.Schema(query=Query)
+    fast = strawberry.Schema(query=Query, execution_context_class=PlainFieldExecutor)
+    plain, methods = install_fast_resolvers(fast)
+    # Thing's plain fields; `shout` and `broken` (sync `(self, info)` methods). Not
+    # `secret` (a permission class), `greeting` (an argument), `things` (no info).
+    assert (plain, methods) == (9, 2)
+    thing = fast._schema.type_map["Thing"]
+    assert isinstance(thing, GraphQLObjectType)
+    marked = {n for n, f in thing.fields.items() if isinstance(f.resolve, PlainField)}
+    assert marked == {
+        "id",
+        "name",
+        "count",
+        "ratio",
+        "flag",
+        "colour",
+        "born",
+        "nickname",
+        "required",
+    }
+    expected = _run(stock)
+    assert _run(fast) == expected
+    # The checks really ran: the permission, the nulled non-null, the range, the raise.
+    messages = {m for m, _ in expected["errors"]}
+    assert "Nei." in messages
+    assert "Feil i resolveren." in messages
+    assert any("non-nullable" in m for m in messages)
+    assert any("Int cannot represent" in m for m in messages)
+    assert expected["data"]["things"][0]["shout"] == "OLA"
+
+
+def test_resolve_hooks_still_see_every_field() -> None:
+    seen: list[str] = []
+
+    class Spy(SchemaExtension):
+        def resolve(self, _next, root, info, *args, **kwargs):  # type: ignore[no-untyped-def]
+            seen.append(info.field_name)
+            return _next(root, info, *args, **kwargs)
+
+    fast = strawberry.Schema(
+        query=Query, extensions=[Spy], execution_context_class=PlainFieldExecutor
+    )
+    install_fast_resolvers(fast)
+    fast.execute_sync("{ things { name count } }")
+    assert seen.count("name") == 3 and seen.count("count") == 3
+
+
+def test_checked_fields_of_the_api_keep_their_resolvers() -> None:
+    schema = build_schema(Settings())
+    type_map = schema._schema.type_map
+    checked = {
+        "Student": ["email", "phone", "address", "nationalId", "guardians", "groups"],
+        "Guardian": ["address", "nationalId", "children"],
+        "Employee": ["nationalId"],
+    }
+    for type_name, fields in checked.items():
+        graphql_type = type_map[type_name]
+        assert isinstance(graphql_type, GraphQLObjectType)
+        for name in fields:
+            resolve = graphql_type.fields[name].resolve
+            assert not isinstance(resolve, PlainField), f"{type_name}.{name}"
+    # Guardian and employee contact details are decided when the object is built
+    # (Guardian.many / Employee.many) and are plain fields by design.
+    guardian = type_map["Guardian"]
+    assert isinstance(guardian, GraphQLObjectType)
+    assert isinstance(guardian.fields["email"].resolve, PlainField)

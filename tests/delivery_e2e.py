@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,6 +20,11 @@ from core.models import Delivery, Document, Guardianship, Person
 from core.models.base import utcnow
 from core.outbox import OutboxSettings
 from core.schema.ids import decode_pk
+
+if TYPE_CHECKING:
+    import pytest
+
+    from tests.fakes.smtp_server import FakeSmtpServer
 
 TEACHER = "laerer.nordby.5a"  # contact teacher of Emma Hansen (5A, Nordby)
 GUARDIAN = "foresatt.hansen"  # Kari Hansen: Emma's guardian with a login
@@ -149,3 +154,25 @@ async def wait_until_due(sessions: async_sessionmaker[AsyncSession], ids: Sequen
         ).scalars()
         latest = max(due)
     await asyncio.sleep(max(0.0, (latest - utcnow()).total_seconds()) + 0.05)
+
+
+def use_smtp(
+    monkeypatch: pytest.MonkeyPatch,
+    server: FakeSmtpServer,
+    sender: str = "Nordby skole <noreply@nordby.example.no>",
+) -> FakeSmtpServer:
+    """Point the email plugin at `server` (plain SMTP, no login), up and emptied first.
+
+    For the per-test fixture over a module's server: a test that took the server down
+    and failed before bringing it up again must not take the next ones with it."""
+    if not server.running:
+        server.up()
+    server.reset()
+    monkeypatch.setenv("TAVLE_SMTP_HOST", server.host)
+    monkeypatch.setenv("TAVLE_SMTP_PORT", str(server.port))
+    monkeypatch.setenv("TAVLE_SMTP_STARTTLS", "0")
+    monkeypatch.setenv("TAVLE_SMTP_FROM", sender)
+    monkeypatch.setenv("TAVLE_SMTP_TIMEOUT", "2")
+    monkeypatch.delenv("TAVLE_SMTP_USERNAME", raising=False)
+    monkeypatch.delenv("TAVLE_SMTP_PASSWORD", raising=False)
+    return server

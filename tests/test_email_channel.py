@@ -74,17 +74,7 @@ def smtp_server() -> Iterator[FakeSmtpServer]:
 
 @pytest.fixture
 def smtp(smtp_server: FakeSmtpServer, monkeypatch: pytest.MonkeyPatch) -> FakeSmtpServer:
-    if not smtp_server.running:  # a test that took it down failed before bringing it up
-        smtp_server.up()
-    smtp_server.reset()
-    monkeypatch.setenv("TAVLE_SMTP_HOST", smtp_server.host)
-    monkeypatch.setenv("TAVLE_SMTP_PORT", str(smtp_server.port))
-    monkeypatch.setenv("TAVLE_SMTP_STARTTLS", "0")
-    monkeypatch.setenv("TAVLE_SMTP_FROM", "Bøler skole <noreply@boler.example.no>")
-    monkeypatch.setenv("TAVLE_SMTP_TIMEOUT", "2")
-    monkeypatch.delenv("TAVLE_SMTP_USERNAME", raising=False)
-    monkeypatch.delenv("TAVLE_SMTP_PASSWORD", raising=False)
-    return smtp_server
+    return e2e.use_smtp(monkeypatch, smtp_server, "Bøler skole <noreply@boler.example.no>")
 
 
 async def send(delivery: Delivery):  # type: ignore[no-untyped-def]

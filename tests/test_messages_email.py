@@ -16,6 +16,7 @@ from core.models import Delivery, Person
 from core.models.base import utcnow
 from core.outbox import OutboxSettings
 from core.schema.ids import decode_pk
+from tests import delivery_e2e as e2e
 from tests.delivery_e2e import FAST
 from tests.fakes.smtp_server import FakeSmtpServer
 
@@ -33,17 +34,7 @@ def smtp_server() -> Iterator[FakeSmtpServer]:
 
 @pytest.fixture
 def smtp(smtp_server: FakeSmtpServer, monkeypatch: pytest.MonkeyPatch) -> FakeSmtpServer:
-    if not smtp_server.running:
-        smtp_server.up()
-    smtp_server.reset()
-    monkeypatch.setenv("TAVLE_SMTP_HOST", smtp_server.host)
-    monkeypatch.setenv("TAVLE_SMTP_PORT", str(smtp_server.port))
-    monkeypatch.setenv("TAVLE_SMTP_STARTTLS", "0")
-    monkeypatch.setenv("TAVLE_SMTP_FROM", "Nordby skole <noreply@nordby.example.no>")
-    monkeypatch.setenv("TAVLE_SMTP_TIMEOUT", "2")
-    monkeypatch.delenv("TAVLE_SMTP_USERNAME", raising=False)
-    monkeypatch.delenv("TAVLE_SMTP_PASSWORD", raising=False)
-    return smtp_server
+    return e2e.use_smtp(monkeypatch, smtp_server)
 
 
 async def _send_to_6b(gql: Any, subject: str) -> dict[str, Any]:

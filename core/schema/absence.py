@@ -5,15 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import strawberry
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.orm import InstrumentedAttribute
 from strawberry.dataloader import DataLoader
 
 from core.absence import reports, service
+from core.access.grants import Principal
 from core.emergency import service as emergency_service
 from core.models import Absence as AbsenceModel
 from core.models import AbsenceReporter as AbsenceReporterModel
@@ -40,6 +42,9 @@ class RemarkKind(enum.Enum):
     CONDUCT = "conduct"
 
 
+_Row = TypeVar("_Row", AbsenceModel, RemarkModel)
+
+
 class AbsenceLoaders:
     """Per-request loaders; attached lazily to the context like the document loaders."""
 
@@ -63,37 +68,36 @@ class AbsenceLoaders:
         return [k in sent for k in keys]
 
     async def _absences_of_students(self, keys: Sequence[int]) -> list[list[AbsenceModel]]:
-        principal = self.ctx.principal
-        rows = (
-            await self.ctx.db.execute(
-                select(AbsenceModel)
-                .where(
-                    AbsenceModel.student_id.in_(keys),
-                    AbsenceModel.school_year_id == principal.current_school_year_id,
-                    reports.readable_absences(principal),
-                )
-                .order_by(AbsenceModel.date, AbsenceModel.id)
-            )
-        ).scalars()
-        grouped: dict[int, list[AbsenceModel]] = defaultdict(list)
-        for row in rows:
-            grouped[row.student_id].append(row)
-        return [grouped.get(k, []) for k in keys]
+        return await self._of_students(
+            AbsenceModel, reports.readable_absences, (AbsenceModel.date, AbsenceModel.id), keys
+        )
 
     async def _remarks_of_students(self, keys: Sequence[int]) -> list[list[RemarkModel]]:
+        return await self._of_students(
+            RemarkModel, reports.readable_remarks, (RemarkModel.created_at, RemarkModel.id), keys
+        )
+
+    async def _of_students(
+        self,
+        model: type[_Row],
+        readable: Callable[[Principal], ColumnElement[bool]],
+        order_by: tuple[InstrumentedAttribute[Any], ...],
+        keys: Sequence[int],
+    ) -> list[list[_Row]]:
+        """This school year's rows of each student in `keys` that the caller may read."""
         principal = self.ctx.principal
         rows = (
             await self.ctx.db.execute(
-                select(RemarkModel)
+                select(model)
                 .where(
-                    RemarkModel.student_id.in_(keys),
-                    RemarkModel.school_year_id == principal.current_school_year_id,
-                    reports.readable_remarks(principal),
+                    model.student_id.in_(keys),
+                    model.school_year_id == principal.current_school_year_id,
+                    readable(principal),
                 )
-                .order_by(RemarkModel.created_at, RemarkModel.id)
+                .order_by(*order_by)
             )
         ).scalars()
-        grouped: dict[int, list[RemarkModel]] = defaultdict(list)
+        grouped: dict[int, list[_Row]] = defaultdict(list)
         for row in rows:
             grouped[row.student_id].append(row)
         return [grouped.get(k, []) for k in keys]
@@ -204,9 +208,12 @@ class AbsenceTotals:
     registered_by_school: int
 
 
-@strawberry.type(description="A student's absence in a period.")
-class AbsenceReport:
-    _report: strawberry.Private[reports.AbsenceReport]
+@strawberry.type
+class _StudentPeriod:
+    """What both period reports start with: whose they are and the period (inclusive).
+    Not in the schema itself: only its subclasses are."""
+
+    _report: strawberry.Private[reports.AbsenceReport | reports.RemarkReport]
 
     @strawberry.field
     async def student(
@@ -221,6 +228,11 @@ class AbsenceReport:
     @strawberry.field(name="to")
     def end(self) -> dt.date:
         return self._report.end
+
+
+@strawberry.type(description="A student's absence in a period.")
+class AbsenceReport(_StudentPeriod):
+    _report: strawberry.Private[reports.AbsenceReport]
 
     @strawberry.field
     def absences(self) -> list[Absence]:
@@ -240,22 +252,8 @@ class AbsenceReport:
 
 
 @strawberry.type(description="A student's remarks in a period.")
-class RemarkReport:
+class RemarkReport(_StudentPeriod):
     _report: strawberry.Private[reports.RemarkReport]
-
-    @strawberry.field
-    async def student(
-        self, info: Info
-    ) -> Annotated[Student, strawberry.lazy("core.schema.types")] | None:  # noqa: F821
-        return await _student(info, self._report.student_id)
-
-    @strawberry.field(name="from")
-    def start(self) -> dt.date:
-        return self._report.start
-
-    @strawberry.field(name="to")
-    def end(self) -> dt.date:
-        return self._report.end
 
     @strawberry.field
     def remarks(self) -> list[Remark]:

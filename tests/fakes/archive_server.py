@@ -36,16 +36,13 @@ import hashlib
 import io
 import random
 import re
-import socket
 import threading
-import time
 import uuid
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import uvicorn
 from lxml import etree
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -63,6 +60,7 @@ from plugins.elements.arkivmelding import (
     XSI,
 )
 from plugins.elements.xsd import schema
+from tests.fakes._served import LoopbackServer
 
 UGYLDIG_NS = (
     "https://ks-no.github.io/standarder/fiks-protokoll/fiks-arkiv/feil/ugyldigforespoersel/v1"
@@ -107,11 +105,14 @@ def _mdk(parent: etree._Element, tag: str, text: object) -> None:
     etree.SubElement(parent, f"{{{MDK_NS}}}{tag}").text = str(text)
 
 
-class FakeArchive:
+class FakeArchive(LoopbackServer):
+    # hang_after_registering() holds answers back on purpose: down() cuts them off.
+    graceful_shutdown = 1
+
     def __init__(self, *, users: set[str] | None = None, year: int | None = None):
+        super().__init__()
         self.users = users
         self.year = year or datetime.now(UTC).year
-        self.port: int | None = None
         self.cases: dict[tuple[int, int], Case] = {}
         self.case_keys: dict[str, tuple[int, int]] = {}
         self.registrations: dict[str, Registration] = {}
@@ -127,17 +128,10 @@ class FakeArchive:
         self._random = random.Random(0)
         self._hang_seconds = 0.0
         self._hang_count: int | None = 0
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
         self._opprett = schema(OPPRETT_XSD)
         self._kvittering = schema(KVITTERING_XSD)
 
     # ------------------------------------------------------------------ knobs
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     def fail_fraction(self, fraction: float, seed: int = 0) -> None:
         """Answer 500 (before registering) for a random `fraction` of messages."""
         self._fail_fraction = fraction
@@ -457,60 +451,6 @@ class FakeArchive:
                 Route("/fiks-io/meldinger/{id}/svar", self._get_reply, methods=["GET"]),
             ]
         )
-
-    # ------------------------------------------------------------------ lifecycle
-    def _serve(self, port: int) -> None:
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Accepted sockets inherit TCP_NODELAY on Linux: without it a response written in
-        # two parts waits ~40 ms for the client's delayed ACK.
-        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._socket.bind(("127.0.0.1", port))
-        self.port = self._socket.getsockname()[1]
-        config = uvicorn.Config(
-            self._app(),
-            log_level="warning",
-            lifespan="off",
-            access_log=False,
-            timeout_graceful_shutdown=1,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("FakeArchive did not start")
-            time.sleep(0.01)
-
-    def start(self) -> FakeArchive:
-        self._serve(0)
-        return self
-
-    def down(self) -> None:
-        """Stop serving (connections are refused) but keep the records and the port."""
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._socket is not None:
-            self._socket.close()
-        self._server = self._thread = self._socket = None
-
-    def up(self) -> None:
-        assert self.port is not None, "start() first"
-        self._serve(self.port)
-
-    def stop(self) -> None:
-        self.down()
-
-    def __enter__(self) -> FakeArchive:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 def main() -> None:

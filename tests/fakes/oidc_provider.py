@@ -22,20 +22,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote_plus, urlencode
 
-import uvicorn
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+
+from tests.fakes._served import LoopbackServer
 
 Tamper = Literal["wrong_key", "wrong_audience", "wrong_issuer", "expired", "wrong_nonce"]
 
@@ -75,7 +75,7 @@ def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
     )
 
 
-class FakeOidcProvider:
+class FakeOidcProvider(LoopbackServer):
     """An OpenID provider on loopback. Use as a context manager or call start()/stop()."""
 
     def __init__(
@@ -93,6 +93,7 @@ class FakeOidcProvider:
             "idporten-loa-high",
         ),
     ):
+        super().__init__()
         self.client_id = client_id
         self.client_secret = client_secret
         # None accepts any redirect_uri (a registered list is what real providers enforce).
@@ -108,10 +109,6 @@ class FakeOidcProvider:
         self._lock = threading.Lock()
         self._key: RSAKey | None = None
         self._rogue_key: RSAKey | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
-        self.port: int | None = None
 
     # -- configuration -------------------------------------------------------------------
 
@@ -120,7 +117,7 @@ class FakeOidcProvider:
         """The issuer identifier (also the base URL), available after start()."""
         if self.port is None:
             raise RuntimeError("FakeOidcProvider is not started")
-        return f"http://127.0.0.1:{self.port}"
+        return self.base_url
 
     def prepare_login(
         self,
@@ -152,39 +149,7 @@ class FakeOidcProvider:
         """Generate the signing key and serve on a free loopback port; returns self."""
         self.rotate_key()
         self._rogue_key = RSAKey.generate_key(2048, auto_kid=True)
-        # Bind the socket ourselves and hand it to uvicorn: no race for the port.
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", 0))
-        self.port = self._socket.getsockname()[1]
-        config = uvicorn.Config(self._app(), log_level="warning", lifespan="off", access_log=False)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("FakeOidcProvider did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        """Shut the server down and wait for its thread."""
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._socket is not None:
-            self._socket.close()
-        self._server = self._thread = self._socket = None
-
-    def __enter__(self) -> FakeOidcProvider:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        return super().start()
 
     # -- the provider ----------------------------------------------------------------------
 

@@ -29,18 +29,17 @@ import base64
 import binascii
 import itertools
 import re
-import socket
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.fakes._served import LoopbackServer
 
 _GSM7 = set(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
@@ -94,15 +93,15 @@ class _Failure:
     body: dict[str, Any] = field(default_factory=dict)
 
 
-class FakeSmsGateway:
+class FakeSmsGateway(LoopbackServer):
     """An SMS gateway on loopback. Use as a context manager or call start()/stop()."""
 
     def __init__(
         self, *, username: str = "tavle", password: str = "hemmelig", id_prefix: str = "gw"
     ) -> None:
+        super().__init__()
         self.username = username
         self.password = password
-        self.host = "127.0.0.1"
         self.port = 0
         self.requests: list[GatewayRequest] = []
         self._messages: dict[str, GatewayMessage] = {}
@@ -113,60 +112,13 @@ class FakeSmsGateway:
         # keep the gateway ids (looked up by delivery reports) unique across them.
         self.id_prefix = id_prefix
         self._lock = threading.Lock()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> FakeSmsGateway:
         """Serve on a free port, or on the same port as before after `down()`."""
-        # Bind the socket ourselves and hand it to uvicorn: no race for the port, and
-        # `up()` can bind the very same port again.
-        # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose
-        # protocol says TCP, and without it every answer (headers, then body) waits ~40 ms
-        # for a delayed ACK, as no real gateway behind a proper HTTP server does.
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((self.host, self.port))
-        self.port = self._socket.getsockname()[1]
-        config = uvicorn.Config(self._app(), log_level="warning", lifespan="off", access_log=False)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("FakeSmsGateway did not start")
-            time.sleep(0.005)
+        self._serve(self.port or 0)
         return self
-
-    def stop(self) -> None:
-        """Stop serving; connections to the port are refused until `start()`/`up()`."""
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._socket is not None:
-            self._socket.close()
-        self._server = self._thread = self._socket = None
-
-    down = stop
-
-    def up(self) -> FakeSmsGateway:
-        return self.start()
-
-    def __enter__(self) -> FakeSmsGateway:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     # -- knobs and inspection ----------------------------------------------------------
 

@@ -36,7 +36,6 @@ import base64
 import datetime as dt
 import json
 import re
-import socket
 import threading
 import time
 import uuid
@@ -45,7 +44,6 @@ from email.message import Message
 from email.parser import BytesParser
 from typing import Any
 
-import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -55,6 +53,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.fakes._served import LoopbackServer
 
 API = "/tjenester/api/forsendelse/v1"
 _ACCOUNTING_CODE = re.compile(r"^[a-zA-Z0-9\-.øæåØÆÅ]{0,20}$")
@@ -176,7 +176,7 @@ class _Invalid(Exception):
     pass
 
 
-class FakeSvarUt:
+class FakeSvarUt(LoopbackServer):
     """A SvarUt forsendelse service on loopback. Use as a context manager or start()/stop()."""
 
     def __init__(
@@ -188,21 +188,18 @@ class FakeSvarUt:
     ):
         if duplicate_reference not in ("refuse", "accept"):
             raise ValueError(duplicate_reference)
+        super().__init__()
         self.username = username
         self.password = password
         self.duplicate_reference = duplicate_reference
         # eksternReferanse of every refused repeat (with "refuse").
         self.duplicates: list[str] = []
-        self.port: int | None = None
         self.forsendelser: dict[str, ReceivedForsendelse] = {}
         self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._fail_next = 0
         self._accept_then_fail = 0
         self._lookup_lag = 0
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake-svarut")])
         now = dt.datetime.now(dt.UTC)
@@ -218,10 +215,6 @@ class FakeSvarUt:
         )
 
     # ----------------------------------------------------------------- knobs and records
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     def reset(self) -> None:
         with self._lock:
             self.forsendelser.clear()
@@ -466,52 +459,3 @@ class FakeSvarUt:
                 Route("/forsendelse/publickey/hent", self._public_key, methods=["GET"]),
             ]
         )
-
-    # -------------------------------------------------------------------- lifecycle
-    def _serve(self, port: int) -> None:
-        # Bind the socket ourselves and hand it to uvicorn: no race for the port, and the
-        # same port again after down()/up().
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", port))
-        self.port = self._socket.getsockname()[1]
-        config = uvicorn.Config(self._app(), log_level="warning", lifespan="off", access_log=False)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("FakeSvarUt did not start")
-            time.sleep(0.01)
-
-    def start(self) -> FakeSvarUt:
-        """Serve on a free loopback port; returns self."""
-        self._serve(0)
-        return self
-
-    def down(self) -> None:
-        """Stop serving (connections are refused) but keep the records and the port."""
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._socket is not None:
-            self._socket.close()
-        self._server = self._thread = self._socket = None
-
-    def up(self) -> None:
-        """Serve again on the same port after down()."""
-        assert self.port is not None, "start() first"
-        self._serve(self.port)
-
-    def stop(self) -> None:
-        self.down()
-
-    def __enter__(self) -> FakeSvarUt:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()

@@ -3,6 +3,9 @@ production; error codes everywhere."""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import strawberry
 from strawberry.extensions import DisableIntrospection
 from strawberry.schema.config import StrawberryConfig
@@ -45,6 +48,24 @@ Mutation = merge_types(
 Subscription = merge_types("Subscription", (MessageSubscription,))
 
 
+log = logging.getLogger(__name__)
+
+
+class TavleSchema(strawberry.Schema):
+    def process_errors(self, errors: list[Any], execution_context: Any = None) -> None:
+        # Strawberry logs every error at ERROR level with the query excerpt, so a client's
+        # typo looked like a server fault in the log. Client errors (bad input, forbidden,
+        # not found) are answers: they go to DEBUG. Unexpected errors are logged with
+        # their traceback by the ErrorCodes extension; an error it did not see (no code
+        # yet, e.g. in a subscription) that carries an exception is logged here.
+        for error in errors:
+            code = (error.extensions or {}).get("code")
+            if code is None and error.original_error is not None:
+                log.error("unexpected error in %s", error.path, exc_info=error.original_error)
+            else:
+                log.debug("GraphQL error answered (%s): %s", code, error.message)
+
+
 def build_schema(settings: Settings) -> strawberry.Schema:
     extensions: list = [
         RequestSession,
@@ -53,7 +74,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     ]
     if settings.production:
         extensions.append(DisableIntrospection)
-    schema = strawberry.Schema(
+    schema = TavleSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,

@@ -14,10 +14,18 @@ life: their CPU time must not count as ours), and runs, as the principal of Nord
    process, chunk by chunk between the pipeline's chunks, so both see the same machine.
 
 It prints documents per second, the share of the pipeline spent in PDF rendering, and
-the ratio of create+finalize+send to the bare rendering, and of that plus the worker's
-delivery. Target (issue 3): finalize+send cost at most 20 % more than bare rendering
-(ratio <= 1.20); the exit status is 1 otherwise. The delivery is reported beside it: in
-production the worker is a process of its own, beside the web server.
+three ratios to the bare rendering:
+
+- finalize+send: the wall time of the `finalizeDocument` and `sendDocument` requests
+  (in-process HTTP over ASGI, token check, GraphQL, the service's statements and commits,
+  the HTML template, the PDF in a worker thread, hashing, audit, outbox rows, archive
+  entry). This is the figure the target is about. Target (issue 3): at most 20 % more
+  than bare rendering (ratio <= 1.20); the exit status is 1 otherwise.
+- create+finalize+send: the same plus `createDocument` (writing the draft, which is not
+  part of finalize+send), timed around whole chunks, so it also holds the loop's own
+  small cost.
+- the above plus the worker's delivery into the fakes. In production the worker is a
+  process of its own, beside the web server.
 
     .venv/bin/python bench/documents.py [--count 1000] [--database-url postgresql://...]
 """
@@ -343,7 +351,10 @@ async def _scalar(engine: AsyncEngine, query: Any) -> Any:
 
 
 def report(result: Result) -> bool:
-    ratio = result.documents / result.bare
+    create = result.mutations["createDocument"]
+    finalize_send = result.mutations["finalizeDocument"] + result.mutations["sendDocument"]
+    ratio = finalize_send / result.bare
+    all_in = result.documents / result.bare
     end_to_end = result.pipeline / result.bare
     ok = ratio <= TARGET_RATIO
     print(
@@ -359,10 +370,16 @@ def report(result: Result) -> bool:
         f"{name} {1000 * seconds / result.count:.0f} ms"
         for name, seconds in result.mutations.items()
     )
-    print(f"  per document: {each} (finalize includes the rendering)")
+    print(f"  per document (request wall time): {each}")
     print(
         f"  PDF rendering inside the pipeline: {result.render:.1f} s "
-        f"= {100 * result.render / result.pipeline:.1f} % of the pipeline"
+        f"= {1000 * result.render / result.count:.0f} ms per document "
+        f"= {100 * result.render / result.pipeline:.1f} % of the pipeline, "
+        f"{100 * result.render / finalize_send:.1f} % of finalize+send"
+    )
+    print(
+        f"  finalize+send besides the rendering: "
+        f"{1000 * (finalize_send - result.render) / result.count:.1f} ms per document"
     )
     print(
         f"Bare WeasyPrint, same HTML: {result.bare:.1f} s = "
@@ -370,9 +387,14 @@ def report(result: Result) -> bool:
         f"(median {1000 * statistics.median(result.bare_each):.0f} ms per document)"
     )
     print(
-        f"Ratio create+finalize+send / bare rendering: {ratio:.3f} "
+        f"Ratio finalize+send / bare rendering: {ratio:.3f} "
         f"(overhead {100 * (ratio - 1):.1f} %; target <= {100 * (TARGET_RATIO - 1):.0f} %): "
         f"{'met' if ok else 'MISSED'}"
+    )
+    print(
+        f"Ratio create+finalize+send / bare rendering (draft included, not in the target): "
+        f"{all_in:.3f} (overhead {100 * (all_in - 1):.1f} %; "
+        f"createDocument {1000 * create / result.count:.0f} ms per document)"
     )
     print(
         f"Ratio with the worker's delivery too (one process, one after the other): "

@@ -143,23 +143,31 @@ async def enqueue(
     if existing is not None:
         return existing
     folder = await folder_for(session, doctype, document)
-    school = await session.get(School, document.school_id)
     now = utcnow()
-    await session.execute(
-        _insert(session, ArchiveEntry)
-        .values(
-            document_id=document.id,
-            school_id=document.school_id,
-            folder_id=folder.id,
-            status=ArchiveStatus.QUEUED,
-            attempts=0,
-            case_owner=school.case_owner_initials if school else None,
-            requested_by_id=requested_by_id,
-            created_at=now,
-            updated_at=now,
+    # The case owner is read inside the INSERT, and RETURNING gives the new entry: one
+    # statement. Nothing comes back when a concurrent enqueue won; then read theirs.
+    inserted = (
+        await session.execute(
+            _insert(session, ArchiveEntry)
+            .values(
+                document_id=document.id,
+                school_id=document.school_id,
+                folder_id=folder.id,
+                status=ArchiveStatus.QUEUED,
+                attempts=0,
+                case_owner=select(School.case_owner_initials)
+                .where(School.id == document.school_id)
+                .scalar_subquery(),
+                requested_by_id=requested_by_id,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing()
+            .returning(ArchiveEntry)
         )
-        .on_conflict_do_nothing()
-    )
+    ).scalar_one_or_none()
+    if inserted is not None:
+        return inserted
     return (
         await session.execute(select(ArchiveEntry).where(ArchiveEntry.document_id == document.id))
     ).scalar_one()

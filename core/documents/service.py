@@ -14,6 +14,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+from sqlalchemy.orm.attributes import set_committed_value
 
 from core import audit
 from core.access import scopes
@@ -70,6 +72,17 @@ def application_keys(doctypes: Mapping[str, Any] | None) -> list[str]:
     return sorted(key for key, d in (doctypes or {}).items() if is_application(d))
 
 
+def _distinct(grants: tuple[ScopedGrant, ...]) -> tuple[ScopedGrant, ...]:
+    """One grant per (scope, school): the SQL of a scope does not depend on the role that
+    gives it, and a principal who is both rektor and skoleadmin at a school would
+    otherwise repeat every subquery (longer to build, to key for the statement cache,
+    and to run)."""
+    seen: dict[tuple[str, int | None], ScopedGrant] = {}
+    for grant in grants:
+        seen.setdefault((grant.scope, grant.school_id), grant)
+    return tuple(seen.values())
+
+
 def _staff(grants: tuple[ScopedGrant, ...]) -> tuple[ScopedGrant, ...]:
     """The grants held as school staff: not through a guardian's children or oneself."""
     return tuple(g for g in grants if g.scope not in PERSONAL_SCOPES)
@@ -104,11 +117,11 @@ def visible_documents(
 
     With `doctypes` given, an application still in draft is private to its author: the
     school sees it once it is submitted (finalized)."""
-    read = principal.scopes("document", "read")
+    read = _distinct(principal.scopes("document", "read"))
     staff = _staff(read)
     family = tuple(g for g in read if g.scope in PERSONAL_SCOPES)
     restricted_ok = scopes.students(
-        principal, principal.scopes("document_restricted", "read"), Document.student_id
+        principal, _distinct(principal.scopes("document_restricted", "read")), Document.student_id
     )
     allowed = Document.restricted.is_(False) | restricted_ok
     finished = Document.status != DocumentStatus.DRAFT
@@ -163,7 +176,7 @@ async def _covers(
         if not grants:
             return False
         conditions.append(
-            scopes.students(principal, grants, Enrolment.student_id, Enrolment.school_id)
+            scopes.students(principal, _distinct(grants), Enrolment.student_id, Enrolment.school_id)
         )
     return bool(
         (
@@ -233,25 +246,25 @@ def _basis(doctype: Any, requested: str | None) -> tuple[bool, str | None]:
 async def _load_for_change(
     session: AsyncSession, state: Any, principal: Principal, document_id: int
 ) -> Document:
+    """The document, when the caller may see it; otherwise NOT_FOUND or FORBIDDEN. The
+    common case is one statement; only a refusal asks again whether the row exists."""
     document = (
         await session.execute(
-            select(Document).where(Document.id == document_id, Document.deleted_at.is_(None))
-        )
-    ).scalar_one_or_none()
-    if document is None:
-        raise NotFound("Dokumentet finnes ikke.")
-    visible = (
-        await session.execute(
-            select(
-                exists().where(
-                    Document.id == document_id, visible_documents(principal, state.doctypes)
-                )
+            select(Document).where(
+                Document.id == document_id, visible_documents(principal, state.doctypes)
             )
         )
-    ).scalar()
-    if not visible:
-        raise Forbidden()
-    return document
+    ).scalar_one_or_none()
+    if document is not None:
+        return document
+    exists_row = (
+        await session.execute(
+            select(Document.id).where(Document.id == document_id, Document.deleted_at.is_(None))
+        )
+    ).first()
+    if exists_row is None:
+        raise NotFound("Dokumentet finnes ikke.")
+    raise Forbidden()
 
 
 async def create_document(
@@ -272,23 +285,25 @@ async def create_document(
     cleaned = clean_fields(doctype, fields, require_all=True)
     restricted, basis = _basis(doctype, restriction_basis)
     async with transaction(state.sessions) as session:
-        enrolment = (
+        # The enrolment and the student's name together: one statement.
+        found = (
             await session.execute(
-                select(Enrolment).where(
+                select(Enrolment, Person.given_name, Person.family_name)
+                .join(Person, Person.id == Enrolment.student_id)
+                .where(
                     Enrolment.student_id == student_id,
                     Enrolment.school_year_id == principal.current_school_year_id,
                 )
             )
-        ).scalar_one_or_none()
-        if enrolment is None:
+        ).one_or_none()
+        if found is None:
             raise NotFound("Eleven finnes ikke.")
+        enrolment, given_name, family_name = found
         await _require(session, principal, student_id, authoring)
-        student = await session.get(Person, student_id)
-        assert student is not None
         now = utcnow()
         document = Document(
             doctype_key=doctype.key,
-            title=f"{doctype.title} – {student.name}",
+            title=f"{doctype.title} – {given_name} {family_name}",
             student_id=student_id,
             school_id=enrolment.school_id,
             school_year_id=enrolment.school_year_id,
@@ -359,18 +374,84 @@ async def update_document(
     return document
 
 
-async def _class_name(session: AsyncSession, student_id: int, year_id: int) -> str | None:
-    return (
-        await session.execute(
-            select(Group.name)
-            .join(GroupMembership, GroupMembership.group_id == Group.id)
-            .where(
-                GroupMembership.student_id == student_id,
-                Group.school_year_id == year_id,
-                Group.kind == GroupKind.CLASS,
-            )
+# Named once: an alias made per call is a new FROM object to SQLAlchemy each time.
+_STUDENT = aliased(Person, name="student")
+_AUTHOR = aliased(Person, name="author")
+_SIGNER = aliased(Person, name="signer")
+
+
+@dataclass(frozen=True)
+class _LetterFacts:
+    """What a letter names besides its fields, read in one statement."""
+
+    student_name: str
+    birth_date: Any
+    grade: int | None
+    class_name: str | None
+    school_name: str
+    municipality_name: str | None
+    author_name: str
+    signer_name: str
+
+
+async def _letter_facts(session: AsyncSession, document_id: int, signer_id: int) -> _LetterFacts:
+    """The student (with grade and class in the document's school year), school,
+    municipality, author and signer of a document: one statement, not one per row."""
+    student, author, signer = _STUDENT, _AUTHOR, _SIGNER
+    grade = (
+        select(Enrolment.grade)
+        .where(
+            Enrolment.student_id == Document.student_id,
+            Enrolment.school_year_id == Document.school_year_id,
         )
-    ).scalar()
+        .limit(1)
+        .scalar_subquery()
+    )
+    class_name = (
+        select(Group.name)
+        .join(GroupMembership, GroupMembership.group_id == Group.id)
+        .where(
+            GroupMembership.student_id == Document.student_id,
+            Group.school_year_id == Document.school_year_id,
+            Group.kind == GroupKind.CLASS,
+        )
+        .limit(1)
+        .scalar_subquery()
+    )
+    row = (
+        await session.execute(
+            select(
+                student.given_name,
+                student.family_name,
+                student.birth_date,
+                grade,
+                class_name,
+                School.name,
+                Municipality.name,
+                author.given_name,
+                author.family_name,
+                signer.given_name,
+                signer.family_name,
+            )
+            .select_from(Document)
+            .join(student, student.id == Document.student_id)
+            .join(School, School.id == Document.school_id)
+            .outerjoin(Municipality, Municipality.id == School.municipality_id)
+            .join(author, author.id == Document.created_by_id)
+            .join(signer, signer.id == signer_id)
+            .where(Document.id == document_id)
+        )
+    ).one()
+    return _LetterFacts(
+        student_name=f"{row[0]} {row[1]}",
+        birth_date=row[2],
+        grade=row[3],
+        class_name=row[4],
+        school_name=row[5],
+        municipality_name=row[6],
+        author_name=f"{row[7]} {row[8]}",
+        signer_name=f"{row[9]} {row[10]}",
+    )
 
 
 async def finalize_document(state: Any, principal: Principal, document_id: int) -> Document:
@@ -392,21 +473,7 @@ async def finalize_document(state: Any, principal: Principal, document_id: int) 
             raise BadInput("Dokumentet er allerede ferdigstilt.", field="id")
         cleaned = clean_fields(doctype, document.fields, require_all=True)
         read_version = document.updated_at
-        student = await session.get(Person, document.student_id)
-        school = await session.get(School, document.school_id)
-        author = await session.get(Person, document.created_by_id)
-        signer = await session.get(Person, principal.person_id)
-        assert student and school and author and signer
-        municipality = await session.get(Municipality, school.municipality_id)
-        enrolment = (
-            await session.execute(
-                select(Enrolment.grade).where(
-                    Enrolment.student_id == student.id,
-                    Enrolment.school_year_id == document.school_year_id,
-                )
-            )
-        ).scalar()
-        class_name = await _class_name(session, student.id, document.school_year_id)
+        facts = await _letter_facts(session, document_id, principal.person_id)
     signed_at = utcnow()
     rendered = await render_document(
         doctype,
@@ -415,15 +482,15 @@ async def finalize_document(state: Any, principal: Principal, document_id: int) 
             created_at=document.created_at,
             fields=cleaned,
             student={
-                "name": student.name,
-                "birth_date": student.birth_date,
-                "grade": enrolment,
-                "class_name": class_name,
+                "name": facts.student_name,
+                "birth_date": facts.birth_date,
+                "grade": facts.grade,
+                "class_name": facts.class_name,
             },
-            school_name=school.name,
-            municipality_name=municipality.name if municipality else "",
-            author_name=author.name,
-            signer_name=signer.name,
+            school_name=facts.school_name,
+            municipality_name=facts.municipality_name or "",
+            author_name=facts.author_name,
+            signer_name=facts.signer_name,
             signed_at=signed_at,
             restriction_basis=document.restriction_basis,
             doctype=doctype,
@@ -433,6 +500,16 @@ async def finalize_document(state: Any, principal: Principal, document_id: int) 
         # Only the draft as it was read and rendered is signed: a concurrent finalize, or an
         # edit that committed while the PDF was rendered, makes this one lose instead of
         # signing twice or signing content other than what was saved.
+        signed = {
+            "status": DocumentStatus.FINALIZED,
+            "fields": cleaned,
+            "html": rendered.html,
+            "pdf": rendered.pdf,
+            "pdf_sha256": rendered.sha256,
+            "finalized_at": signed_at,
+            "finalized_by_id": principal.person_id,
+            "updated_at": signed_at,
+        }
         result = await session.execute(
             update(Document)
             .where(
@@ -440,16 +517,7 @@ async def finalize_document(state: Any, principal: Principal, document_id: int) 
                 Document.status == DocumentStatus.DRAFT,
                 Document.updated_at == read_version,
             )
-            .values(
-                status=DocumentStatus.FINALIZED,
-                fields=cleaned,
-                html=rendered.html,
-                pdf=rendered.pdf,
-                pdf_sha256=rendered.sha256,
-                finalized_at=signed_at,
-                finalized_by_id=principal.person_id,
-                updated_at=signed_at,
-            )
+            .values(**signed)
         )
         if result.rowcount != 1:
             raise BadInput(
@@ -465,11 +533,14 @@ async def finalize_document(state: Any, principal: Principal, document_id: int) 
             resource_id=document_id,
             detail={"sha256": rendered.sha256, "application": is_application(doctype)},
         )
-        finalized = await session.get(Document, document_id)
-        assert finalized is not None
+        # The UPDATE matched the draft as read, so the row now is that draft plus these
+        # values: bring the object read before rendering up to date instead of reading
+        # the row (and its PDF) back.
+        for key, value in signed.items():
+            set_committed_value(document, key, value)
         # Issue 4: a doctype archived "always" is queued in this same transaction.
-        await archive_queue.enqueue_on(session, doctype, finalized, event="finalize")
-    return finalized
+        await archive_queue.enqueue_on(session, doctype, document, event="finalize")
+    return document
 
 
 async def _recipients(session: AsyncSession, doctype: Any, student_id: int) -> list[Person]:

@@ -413,12 +413,6 @@ class DeleteDocumentInput:
     reason: str = strawberry.field(description="Why: kept in the audit log.")
 
 
-async def _reload(info: Info, pk: int) -> Document:
-    row = await info.context.db.get(DocumentModel, pk)
-    assert row is not None
-    return Document.of(row)
-
-
 @strawberry.type
 class DocumentMutation:
     @strawberry.mutation(description="Create a draft document from a doctype for a student.")
@@ -450,15 +444,18 @@ class DocumentMutation:
         "author may, and the school sees it from then on."
     )
     async def finalize_document(self, info: Info, id: strawberry.ID) -> Document:
-        pk = ids.decode_pk(id, "Document")
-        await service.finalize_document(info.context.state, info.context.principal, pk)
-        return await _reload(info, pk)
+        # The service returns the row as committed (status, hash, signature): no re-read.
+        document = await service.finalize_document(
+            info.context.state, info.context.principal, ids.decode_pk(id, "Document")
+        )
+        return Document.of(document)
 
     @strawberry.mutation(description="Queue one delivery per recipient and channel.")
     async def send_document(self, info: Info, id: strawberry.ID) -> Document:
-        pk = ids.decode_pk(id, "Document")
-        await service.send_document(info.context.state, info.context.principal, pk)
-        return await _reload(info, pk)
+        document = await service.send_document(
+            info.context.state, info.context.principal, ids.decode_pk(id, "Document")
+        )
+        return Document.of(document)
 
     @strawberry.mutation(
         description="Delete (special permission 'slett dokument'; audited). Deliveries not "

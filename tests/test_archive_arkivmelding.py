@@ -132,7 +132,7 @@ async def test_moving_notice_is_registered_with_status_r(items: dict[str, Any]) 
 
 
 async def test_restricted_entries_mask_the_student_in_the_public_title(items) -> None:
-    item = items["varsel_nedsatt_orden_atferd"]
+    item = items["varsel_orden_atferd"]
     root = _xml(item)
     public = _text(root, "a:registrering/a:offentligTittel")
     assert "*****" in public and item.folder.student_name not in public

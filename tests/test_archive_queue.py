@@ -98,7 +98,7 @@ async def test_always_on_finalize_is_queued_with_the_finalize(gql, app, sessions
 
 async def test_always_on_send_is_queued_when_sent(gql, app, sessions, emma) -> None:
     gid, finalized = await _finalized(
-        gql, app, TEACHER, "varsel_nedsatt_orden_atferd", emma, karakter="orden"
+        gql, app, TEACHER, "varsel_orden_atferd", emma, karakter="orden"
     )
     assert finalized["archive"] is None  # archive_on: send
     sent = await gql.data(TEACHER, SEND, {"id": gid})

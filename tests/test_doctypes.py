@@ -39,7 +39,7 @@ BASIS = "Offl. § 13 jf. fvl. § 13 første ledd nr. 1"
 ROUTING_TABLE: dict[str, tuple[str, str, str | None]] = {
     "absence registered": ("fravaersvarsel", "always", "student"),
     "remark registered": ("anmerkningsvarsel", "always", "student"),
-    "general information to many guardians": ("generell_informasjon", "never", None),
+    "general information to many guardians": ("informasjon", "never", None),
     "letter with personal data": ("brev_personopplysninger", "always", "student"),
     "development talk invitation": ("innkalling_utviklingssamtale", "always", "student"),
     "parents' meeting invitation": ("innkalling_foreldremote", "never", None),
@@ -47,7 +47,7 @@ ROUTING_TABLE: dict[str, tuple[str, str, str | None]] = {
     "yes/no and multiple-choice questions": ("skjema_sporsmal", "optional", "student"),
     "note about one student, not sensitive": ("notat_elev", "never", None),
     "note about one student, sensitive": ("notat_elev_sensitiv", "always", "student"),
-    "warning of lowered conduct mark": ("varsel_nedsatt_orden_atferd", "always", "student"),
+    "warning of lowered conduct mark": ("varsel_orden_atferd", "always", "student"),
     "answer to leave application": ("permisjonsvedtak", "always", "student"),
     "school place decision": ("vedtak_skoleplass", "always", "student"),
     "answer to SFO application": ("sfo_vedtak", "always", "student"),
@@ -72,10 +72,10 @@ ARCHIVE_ALWAYS: dict[str, str] = {
     "transport application": "skoleskyss_soknad",
     "transport decision": "skoleskyss_vedtak",
     "school place decision (not grade 1)": "vedtak_skoleplass",
-    "invitation to a meeting at school": "innkalling_mote",
+    "invitation to a meeting at school": "innkalling_til_mote",
     "invitation to enrolment": "invitasjon_innskriving",
     "offer of intensive swimming week": "tilbud_intensiv_svomming",
-    "warning of lowered conduct mark": "varsel_nedsatt_orden_atferd",
+    "warning of lowered conduct mark": "varsel_orden_atferd",
     "warning of missing basis for grading": "varsel_manglende_vurderingsgrunnlag",
     "welcome letter for grade 1": "velkommen_1_klasse",
 }
@@ -110,7 +110,7 @@ ARCHIVE_OPTIONAL: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] =
 # IEPs, evaluations, reports of concern): SvarUt only, or not sent from Tavle at all.
 SENSITIVE = {
     "notat_elev_sensitiv",
-    "varsel_nedsatt_orden_atferd",
+    "varsel_orden_atferd",
     "vedtak_spesialundervisning",
     "individuell_opplaeringsplan",
     "arsrapport_spesialundervisning",
@@ -153,6 +153,34 @@ def test_shipped_doctypes_load_and_cover_the_domain(doctypes: dict[str, DocType]
         assert (SHIPPED / doctype.template).is_file()
 
 
+# The doctype keys API.md promises always exist, with what it says of each:
+# (first channel, archive, folder, restricted).
+API_DOCTYPES: dict[str, tuple[str, str, str | None, bool | None]] = {
+    "innkalling_til_mote": ("svarut", "always", "student", None),
+    "varsel_orden_atferd": ("svarut", "always", None, True),
+    "permisjonsvedtak": ("svarut", "always", None, None),
+    "informasjon": ("inapp", "never", None, None),
+    "fravaersrapport": ("", "optional", None, None),
+    "samtykke": ("", "always", None, None),
+}
+
+
+def test_the_doctype_keys_api_md_promises_exist_as_described(
+    doctypes: dict[str, DocType],
+) -> None:
+    for key, (channel, archive, folder, restricted) in API_DOCTYPES.items():
+        doctype = doctypes[key]
+        assert doctype.archive == archive, key
+        if channel:
+            assert doctype.channels[0] == channel, key
+        if folder:
+            assert doctype.folder == folder, key
+        if restricted is not None:
+            assert doctype.restricted is restricted, key
+    assert "email" in doctypes["informasjon"].channels
+    assert "whole_school_year" in doctypes["fravaersrapport"].archive_preconditions
+
+
 def test_shipped_routing_follows_the_seed(doctypes: dict[str, DocType]) -> None:
     for name, (key, archive, folder) in ROUTING_TABLE.items():
         doctype = doctypes[key]
@@ -176,7 +204,7 @@ def test_shipped_routing_follows_the_seed(doctypes: dict[str, DocType]) -> None:
     assert doctypes["beredskapsmelding"].channels == ("sms",)
     assert doctypes["beredskapsmelding"].permission == "emergency_sms:send"
     # Warnings are restricted ("settes som UO") and only go by SvarUt.
-    for key in ("varsel_nedsatt_orden_atferd", "varsel_manglende_vurderingsgrunnlag"):
+    for key in ("varsel_orden_atferd", "varsel_manglende_vurderingsgrunnlag"):
         assert doctypes[key].restricted and doctypes[key].channels == ("svarut",)
         assert doctypes[key].restriction_basis == BASIS
     # Forms and consents never carry sensitive data.
@@ -438,10 +466,10 @@ def test_cli_route_prints_how_a_document_travels(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("TAVLE_DOCTYPES_DIR", str(SHIPPED))
-    cli_main(["doctypes", "route", "varsel_nedsatt_orden_atferd"])
+    cli_main(["doctypes", "route", "varsel_orden_atferd"])
     out = capsys.readouterr().out
     assert out.startswith(
-        "Varsel om fare for nedsatt karakter i orden eller atferd (varsel_nedsatt_orden_atferd)"
+        "Varsel om fare for nedsatt karakter i orden eller atferd (varsel_orden_atferd)"
     )
     assert "1. SvarUt (digital post) (svarut)" in out
     assert "krever fødselsnummer" in out

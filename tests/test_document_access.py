@@ -574,7 +574,7 @@ async def test_worker_refuses_sensitive_content_on_a_channel_not_fit_for_it(
     """A delivery row that should never exist (the send path plans sensitive documents
     only for SvarUt): a sensitive warning queued for the in-app channel, as a faulty
     plugin or an older version might have written it. The worker fails it for good."""
-    draft = await _created(gql, state, TEACHER, "varsel_nedsatt_orden_atferd", emma)
+    draft = await _created(gql, state, TEACHER, "varsel_orden_atferd", emma)
     await gql.data(TEACHER, FINALIZE, {"id": draft["id"]})
     kari = await _person_id(sessions, GUARDIAN)
     now = utcnow()

@@ -35,7 +35,7 @@ from tests.conftest import error_codes
 
 LETTER = "brev_personopplysninger"  # not sensitive, SvarUt, basis may be set by the author
 NOTE = "notat_elev"  # in-app / email, the basis may not be set
-WARNING = "varsel_nedsatt_orden_atferd"  # sensitive and restricted, SvarUt only
+WARNING = "varsel_orden_atferd"  # sensitive and restricted, SvarUt only
 TEACHER = "laerer.nordby.5a"  # contact teacher of Emma Hansen's class
 GUARDIAN = "foresatt.hansen"  # Emma's guardian: reads her documents, not restricted ones
 BASIS = "Offl. § 13 jf. fvl. § 13 første ledd nr. 1"

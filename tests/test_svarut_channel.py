@@ -34,7 +34,7 @@ from tests.fakes.svarut_server import API, FakeSvarUt, make_fodselsnummer
 
 PDF = b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n"
 LETTER = "brev_personopplysninger"  # SvarUt, security level 3
-WARNING = "varsel_nedsatt_orden_atferd"  # sensitive and restricted: level 4
+WARNING = "varsel_orden_atferd"  # sensitive and restricted: level 4
 LETTER_FIELDS = {"overskrift": "Utviklingssamtale", "tekst": "Velkommen til samtale."}
 WARNING_FIELDS = {
     "karakter": "orden",

@@ -17,7 +17,7 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 
 from core import audit
-from core.access.grants import load_principal
+from core.access.grants import load_principal, principal_for_token
 from core.access.policy import Policy
 from core.auth.demo import demo_routes
 from core.auth.oidc import oidc_routes
@@ -58,12 +58,15 @@ class TavleGraphQL(GraphQL):
         if scheme.lower() != "bearer" or not token.strip():
             context.auth_problem = "Authorization-headeren må være 'Bearer <token>'."
             return context
-        async with state.sessions() as auth_session:
-            person_id = await person_id_for_token(auth_session, token.strip())
-            if person_id is None:
-                context.auth_problem = "Ugyldig eller utløpt innloggingstoken."
-                return context
-            context._principal = await load_principal(auth_session, person_id, state.policy)
+        # One statement on a short connection of its own (no ORM session needed for a
+        # read): the token's person and grants are read fresh for every request (no
+        # cache), so revocation and role changes hold from the next request.
+        async with state.engine.connect() as connection:
+            principal = await principal_for_token(connection, token.strip(), state.policy)
+        if principal is None:
+            context.auth_problem = "Ugyldig eller utløpt innloggingstoken."
+            return context
+        context._principal = principal
         return context
 
     async def on_ws_connect(self, context: Any) -> Any:  # type: ignore[override]

@@ -8,13 +8,21 @@ them parental responsibility for a child. They are read once per request.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 
-from sqlalchemy import exists, literal, select, union_all
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, bindparam, exists, literal, select, union_all
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.access.policy import Policy, PolicyLine
 from core.access.vocabulary import GUARDIAN_ROLE
-from core.models import Guardianship, RoleAssignment, SchoolYear, SpecialPermissionAssignment
+from core.auth.sessions import live_token_person, token_params
+from core.models import (
+    Guardianship,
+    RoleAssignment,
+    SchoolYear,
+    SessionToken,
+    SpecialPermissionAssignment,
+)
 
 
 @dataclass(frozen=True)
@@ -83,12 +91,15 @@ class Principal:
 # The row of `_grant_rows` that carries the current school year instead of a grant. Not a
 # valid role name (roles are lower-case identifiers), so it can never collide with one.
 _CURRENT_YEAR = "<current school year>"
+# The row of `_token_grant_rows` that carries the token's person (same reasoning).
+_PERSON = "<person>"
 
 
-def _grant_rows(person_id: int):  # type: ignore[no-untyped-def]
+def _grant_rows(person_id: int | ColumnElement[int]):  # type: ignore[no-untyped-def]
     """One statement for everything a request needs to authorize: the person's role
     assignments, special permissions and implicit guardian role (the `g` lines), plus
-    the current school year, which scopes are anchored in."""
+    the current school year, which scopes are anchored in. `person_id` may be a scalar
+    subquery (the person behind a bearer token)."""
     roles = select(RoleAssignment.role, RoleAssignment.school_id).where(
         RoleAssignment.person_id == person_id
     )
@@ -101,7 +112,23 @@ def _grant_rows(person_id: int):  # type: ignore[no-untyped-def]
         )
     )
     year = select(literal(_CURRENT_YEAR), SchoolYear.id).where(SchoolYear.is_current.is_(True))
-    return union_all(roles, special, guardian, year)
+    return roles, special, guardian, year
+
+
+@cache
+def _person_grant_rows():  # type: ignore[no-untyped-def]
+    """`_grant_rows` for the bound `person_id`, built once."""
+    return union_all(*_grant_rows(bindparam("person_id")))
+
+
+@cache
+def _token_grant_rows():  # type: ignore[no-untyped-def]
+    """`_grant_rows` for the person behind a live bearer token, plus a row carrying that
+    person's id (none when the token is unknown, expired or revoked). Built once and run
+    with `token_params`: the check itself happens on every request."""
+    person = live_token_person()
+    marker = select(literal(_PERSON), SessionToken.person_id).where(person.whereclause)
+    return union_all(marker, *_grant_rows(person.scalar_subquery()))
 
 
 def _grants(rows: list[tuple[str, int | None]]) -> tuple[Grant, ...]:
@@ -115,7 +142,12 @@ def _grants(rows: list[tuple[str, int | None]]) -> tuple[Grant, ...]:
 
 async def load_grants(session: AsyncSession, person_id: int) -> tuple[Grant, ...]:
     """Read the person's `g` lines in one statement."""
-    return _grants([tuple(r) for r in (await session.execute(_grant_rows(person_id))).all()])
+    return _grants(
+        [
+            tuple(r)
+            for r in (await session.execute(_person_grant_rows(), {"person_id": person_id})).all()
+        ]
+    )
 
 
 async def current_school_year_id(session: AsyncSession) -> int | None:
@@ -127,11 +159,34 @@ async def current_school_year_id(session: AsyncSession) -> int | None:
 async def load_principal(session: AsyncSession, person_id: int, policy: Policy) -> Principal:
     """The person with their grants and the current school year, read in one statement
     (it runs before every request)."""
-    rows = [tuple(r) for r in (await session.execute(_grant_rows(person_id))).all()]
+    rows = [
+        tuple(r)
+        for r in (await session.execute(_person_grant_rows(), {"person_id": person_id})).all()
+    ]
+    return _principal(person_id, rows, policy)  # type: ignore[arg-type]
+
+
+async def principal_for_token(
+    session: AsyncSession | AsyncConnection, token: str, policy: Policy
+) -> Principal | None:
+    """The person behind a live (unexpired, unrevoked) bearer token with their grants,
+    read in one statement; None for an unknown, expired or revoked token. Nothing is
+    cached across requests, so a revocation or role change holds from the next one."""
+    rows = [
+        tuple(r) for r in (await session.execute(_token_grant_rows(), token_params(token))).all()
+    ]
+    people = [person_id for role, person_id in rows if role == _PERSON]
+    if not people or people[0] is None:
+        return None
+    grant_rows = [row for row in rows if row[0] != _PERSON]
+    return _principal(people[0], grant_rows, policy)  # type: ignore[arg-type]
+
+
+def _principal(person_id: int, rows: list[tuple[str, int | None]], policy: Policy) -> Principal:
     years = [school_id for role, school_id in rows if role == _CURRENT_YEAR]
     return Principal(
         person_id=person_id,
-        grants=_grants(rows),  # type: ignore[arg-type]
+        grants=_grants(rows),
         policy=policy,
         current_school_year_id=years[0] if years else None,
     )

@@ -23,9 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import ColumnElement, exists, false, or_, select, true
-from sqlalchemy.orm import aliased
-from sqlalchemy.sql import Select
+from sqlalchemy import ColumnElement, column, exists, false, or_, select, table, true
+from sqlalchemy.sql import Select, TableClause
 
 from core.access.grants import Principal, ScopedGrant
 from core.models import (
@@ -37,6 +36,19 @@ from core.models import (
     GroupTeacher,
     Guardianship,
 )
+
+
+def _light(model: type, *names: str) -> TableClause:
+    """A lightweight stand-in for `model`'s table with only `names`: it renders the same
+    SQL, and aliasing it does not copy every column and foreign key as aliasing the full
+    Table does (that cost ~1 ms per guardian condition)."""
+    full = model.__table__  # type: ignore[attr-defined]
+    return table(full.name, *(column(name, full.c[name].type) for name in names))
+
+
+_GUARDIANSHIP = _light(Guardianship, "guardian_id", "student_id")
+_ENROLMENT = _light(Enrolment, "student_id", "school_year_id", "school_id")
+_GROUP_MEMBERSHIP = _light(GroupMembership, "student_id", "group_id")
 
 
 def _any(conditions: Iterable[ColumnElement[bool]]) -> ColumnElement[bool]:
@@ -142,7 +154,8 @@ def _guardians_of_enrolled(
         return guardian_id.in_(
             select(Guardianship.guardian_id).where(Guardianship.student_id.in_(students))
         )
-    other, enrolment = aliased(Guardianship), aliased(Enrolment)
+    # Aliases of lightweight tables: the same SQL as ORM `aliased()`, far cheaper to build.
+    other, enrolment = _GUARDIANSHIP.alias().c, _ENROLMENT.alias().c
     return exists().where(
         other.guardian_id == guardian_id,
         enrolment.student_id == other.student_id,
@@ -162,7 +175,7 @@ def _guardians_of_taught(
         return guardian_id.in_(
             select(Guardianship.guardian_id).where(Guardianship.student_id.in_(students))
         )
-    other, membership = aliased(Guardianship), aliased(GroupMembership)
+    other, membership = _GUARDIANSHIP.alias().c, _GROUP_MEMBERSHIP.alias().c
     return exists().where(
         other.guardian_id == guardian_id,
         membership.student_id == other.student_id,

@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import timedelta
+from functools import cache
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Select
 
 from core import audit
 from core.models import Person, SessionToken
@@ -53,17 +55,26 @@ async def issue_token(
     return token
 
 
+@cache
+def live_token_person() -> Select[tuple[int]]:
+    """The `person_id` behind a live (unexpired, unrevoked) token: no row when there is
+    none. Usable as a scalar subquery, so the token check can share a statement. Built
+    once (expression building costs more than running it); bind `token_params`."""
+    return select(SessionToken.person_id).where(
+        SessionToken.token_hash == bindparam("token_hash"),
+        SessionToken.revoked_at.is_(None),
+        SessionToken.expires_at > bindparam("now"),
+    )
+
+
+def token_params(token: str) -> dict[str, object]:
+    """The parameters of `live_token_person`: checked now, on every request."""
+    return {"token_hash": hash_token(token), "now": utcnow()}
+
+
 async def person_id_for_token(session: AsyncSession, token: str) -> int | None:
     """The person behind a live (unexpired, unrevoked) token, or None."""
-    row = (
-        await session.execute(
-            select(SessionToken.person_id).where(
-                SessionToken.token_hash == hash_token(token),
-                SessionToken.revoked_at.is_(None),
-                SessionToken.expires_at > utcnow(),
-            )
-        )
-    ).first()
+    row = (await session.execute(live_token_person(), token_params(token))).first()
     return None if row is None else row[0]
 
 

@@ -21,6 +21,7 @@ import hashlib
 import io
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -136,6 +137,12 @@ class _NoSubsetterWarning(logging.Filter):
 logging.getLogger("weasyprint").addFilter(_NoSubsetterWarning())
 
 _per_thread = threading.local()
+# One rendering thread for the process. WeasyPrint is pure Python, so two renders in two
+# threads only take turns at the GIL; and its font, stylesheet and Pango caches (see
+# `_fonts`) are per thread, so asyncio's shared pool spread renders over cold threads.
+# Measured with bench/documents.py: rendering inside finalize came closer to bare
+# rendering with one dedicated thread.
+_render_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tavle-render")
 
 
 def _fonts() -> tuple[Any, list[Any]]:
@@ -174,7 +181,7 @@ async def render_document(doctype: Any, context: dict[str, Any]) -> RenderedDocu
     from core.doctypes import render_html
 
     html = render_html(doctype, context)
-    pdf = await asyncio.to_thread(render_pdf, html)
+    pdf = await asyncio.get_running_loop().run_in_executor(_render_executor, render_pdf, html)
     return RenderedDocument(html=html, pdf=pdf, sha256=sha256(pdf))
 
 

@@ -178,3 +178,145 @@ def test_checked_fields_of_the_api_keep_their_resolvers() -> None:
     guardian = type_map["Guardian"]
     assert isinstance(guardian, GraphQLObjectType)
     assert isinstance(guardian.fields["email"].resolve, PlainField)
+
+
+# -- objects and lists of objects ----------------------------------------------------------
+# The short paths for objects and lists of objects (PlainFieldExecutor.complete_value)
+# must answer exactly as graphql-core does, including where errors go and how a null in
+# a non-null place propagates upwards.
+
+
+@strawberry.interface
+class Named:
+    name: str
+
+
+@strawberry.type
+class Leaf(Named):  # an interface: graphql-core then checks each object's type
+    required: str
+
+    @strawberry.field
+    async def later(self) -> str:
+        return self.name + " (senere)"
+
+    @strawberry.field
+    def fails(self, info: strawberry.Info) -> str:
+        raise ValueError(f"Feil i {self.name}.")
+
+
+class NotALeaf:
+    """An object of the wrong type where a Leaf is expected."""
+
+    name = "feil type"
+    required = "ja"
+
+
+@strawberry.type
+class Branch:
+    name: str
+    leaves: list[Leaf]
+    maybe_leaves: list[Leaf | None]
+    optional_leaves: list[Leaf] | None
+    leaf: Leaf
+    optional_leaf: Leaf | None
+
+    @strawberry.field
+    async def async_leaves(self) -> list[Leaf]:
+        return self.leaves
+
+
+def _leaf(name: str, required: str | None = "ja") -> Leaf:
+    return Leaf(name=name, required=required)  # type: ignore[arg-type]
+
+
+def _branches() -> list[Branch]:
+    good = _leaf("god")
+    broken = _leaf("ødelagt", required=None)
+    return [
+        Branch(
+            name="hel",
+            leaves=[good, _leaf("to")],
+            maybe_leaves=[good, None],
+            optional_leaves=None,
+            leaf=good,
+            optional_leaf=None,
+        ),
+        Branch(
+            name="knekt",
+            leaves=[good, broken],  # a null in a non-null field of a non-null item
+            maybe_leaves=[broken, good],
+            optional_leaves=[good, broken],
+            leaf=broken,
+            optional_leaf=broken,
+        ),
+        Branch(
+            name="feil type",
+            leaves=[NotALeaf()],  # type: ignore[list-item]
+            maybe_leaves=[NotALeaf(), good],  # type: ignore[list-item]
+            optional_leaves=[good],
+            leaf=NotALeaf(),  # type: ignore[arg-type]
+            optional_leaf=good,
+        ),
+    ]
+
+
+@strawberry.type
+class TreeQuery:
+    @strawberry.field
+    def branches(self) -> list[Branch | None]:
+        return _branches()  # type: ignore[return-value]
+
+    @strawberry.field
+    def branch(self) -> Branch:
+        return _branches()[0]
+
+
+TREE_QUERIES = [
+    "{ branches { name leaves { name required } } }",
+    "{ branches { name maybeLeaves { name required } } }",
+    "{ branches { name optionalLeaves { name required } } }",
+    "{ branches { name leaf { name required } optionalLeaf { name required } } }",
+    "{ branches { name leaves { name later } asyncLeaves { name required later } } }",
+    "{ branches { maybeLeaves { name fails } optionalLeaf { fails } } }",
+    "{ branch { leaves { n: name ...F } leaf { ... on Leaf { required } } } }"
+    " fragment F on Leaf { required later }",
+    "{ branch { __typename leaves { __typename name } } }",
+]
+
+
+async def _run_tree(schema: strawberry.Schema, query: str) -> dict[str, Any]:
+    result = await schema.execute(query)
+    errors = sorted((e.message, tuple(e.path or ())) for e in result.errors or [])
+    return {"data": result.data, "errors": errors}
+
+
+async def test_objects_and_lists_answer_as_graphql_core() -> None:
+    stock = strawberry.Schema(query=TreeQuery)
+    fast = strawberry.Schema(query=TreeQuery, execution_context_class=PlainFieldExecutor)
+    install_fast_resolvers(fast)
+    for query in TREE_QUERIES:
+        expected = await _run_tree(stock, query)
+        assert await _run_tree(fast, query) == expected, query
+    # The cases were really there: a propagated null, a wrong type, a raising resolver.
+    everything = [await _run_tree(stock, q) for q in TREE_QUERIES]
+    messages = {m for answer in everything for m, _ in answer["errors"]}
+    assert any("non-nullable field Leaf.required" in m for m in messages)
+    assert any("Expected value of type 'Leaf'" in m for m in messages)
+    assert "Feil i god." in messages
+    assert everything[0]["data"]["branches"][1] is None  # the null went up to the branch
+    assert everything[4]["data"]["branches"][0]["leaves"][0]["later"] == "god (senere)"
+
+
+def test_objects_and_lists_answer_as_graphql_core_when_sync() -> None:
+    stock = strawberry.Schema(query=TreeQuery)
+    fast = strawberry.Schema(query=TreeQuery, execution_context_class=PlainFieldExecutor)
+    install_fast_resolvers(fast)
+    for query in TREE_QUERIES:
+        if "later" in query or "asyncLeaves" in query:
+            continue
+        got = fast.execute_sync(query)
+        want = stock.execute_sync(query)
+        assert got.data == want.data, query
+        assert sorted((e.message, tuple(e.path or ())) for e in got.errors or []) == sorted(
+            (e.message, tuple(e.path or ())) for e in want.errors or []
+        ), query

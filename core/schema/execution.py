@@ -16,6 +16,15 @@ resolver and keeps the ordinary path. Anything unusual (a null in a non-null fie
 value that is not a plain str/int/float/bool, an exception) also takes the ordinary path,
 so errors and their paths are reported exactly as before.
 
+Objects and lists of objects that a resolver has already returned (not awaitables) are
+completed by `PlainFieldExecutor.complete_value` in one step: graphql-core takes eight
+nested calls per object (list value, iterable, list item, non-null, value, object value,
+collect, execute) and a stream check per list. Anything else (an awaitable, a null, an
+object of the wrong type, a list that is not a `list`, @stream or @defer) goes the
+general way; an error in a list item is handled by graphql-core's `handle_field_error`
+with the item's type, as `complete_list_item_value` does. tests/test_fast_resolvers.py
+compares both executors on nulls, wrong types, raising and async resolvers.
+
 Fields with a resolver that is a plain method `def f(self, info)` (no arguments, not
 async, no permission classes or field extensions) get a resolver that calls the method
 directly with strawberry's Info, instead of strawberry's generic wrapper, which for every
@@ -27,19 +36,22 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
     GraphQLField,
     GraphQLID,
     GraphQLLeafType,
+    GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
+    GraphQLOutputType,
     GraphQLResolveInfo,
     GraphQLString,
     is_leaf_type,
 )
-from graphql.pyutils import Path
+from graphql.pyutils import Path, Undefined, gather_with_cancel
 from strawberry import Schema
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
@@ -136,8 +148,38 @@ def install_fast_resolvers(schema: Schema) -> tuple[int, int]:
     return plain_count, method_count
 
 
+@dataclass(frozen=True, slots=True)
+class _ObjectShape:
+    """A field type that completes to objects of one object type: `object_type` itself
+    (`is_list` False) or a list of them; `item_type` is the type of one value (with its
+    non-null wrapper, if any), as graphql-core's error handling needs it."""
+
+    object_type: GraphQLObjectType
+    item_type: GraphQLOutputType
+    is_list: bool
+
+
+def _object_shape(return_type: GraphQLOutputType) -> _ObjectShape | None:
+    inner = return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
+    if isinstance(inner, GraphQLObjectType):
+        return _ObjectShape(inner, inner, is_list=False)
+    if isinstance(inner, GraphQLList):
+        item_type = inner.of_type
+        item = item_type.of_type if isinstance(item_type, GraphQLNonNull) else item_type
+        if isinstance(item, GraphQLObjectType):
+            return _ObjectShape(item, item_type, is_list=True)
+    return None
+
+
 class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
-    """strawberry's execution context, with the short path for `PlainField`s."""
+    """strawberry's execution context, with short paths for `PlainField`s and for
+    objects and lists of objects that are already there (not awaitable).
+
+    The short paths do what graphql-core's general ones do for those cases, in fewer
+    calls; every other case (an awaitable, a null, an object of the wrong type, a list
+    that is not a `list`, @stream/@defer) goes the general way, and errors are handled
+    by graphql-core's own `handle_field_error`, so answers and error paths are the same.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -146,29 +188,198 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
         # always passes a manager, empty when no extension has the hook.)
         manager = self.middleware_manager
         self._short_path = manager is None or not manager.middlewares
+        # Per request: the fields of each collected selection set, looked up once. The
+        # grouped field set is kept alive with its plan so its id cannot be reused.
+        self._field_plans: dict[tuple[GraphQLObjectType, int], tuple[Any, list[Any]]] = {}
+        self._shapes: dict[GraphQLOutputType, _ObjectShape | None] = {}
 
-    def execute_field(
+    def _field_plan(
+        self, parent_type: GraphQLObjectType, grouped_field_set: Any
+    ) -> list[tuple[str, Any, PlainField | None]]:
+        key = (parent_type, id(grouped_field_set))
+        cached = self._field_plans.get(key)
+        if cached is not None:
+            return cached[1]
+        plan = []
+        for response_name, field_details_list in grouped_field_set.items():
+            field = parent_type.fields.get(field_details_list[0].node.name.value)
+            resolve = field.resolve if field is not None else None
+            plain = resolve if resolve.__class__ is PlainField else None
+            plan.append((response_name, field_details_list, plain))
+        self._field_plans[key] = (grouped_field_set, plan)
+        return plan
+
+    def execute_fields(
         self,
         parent_type: GraphQLObjectType,
-        source: Any,
-        field_details_list: Any,
-        path: Path,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: Any,
         position_context: Any,
     ) -> Any:
-        field = parent_type.fields.get(field_details_list[0].node.name.value)
-        resolve = field.resolve if field is not None else None
-        if resolve.__class__ is PlainField and self._short_path:
-            value = getattr(source, resolve.name, _MISSING)
-            if value is None:
-                if not resolve.non_null:
-                    return None
-            elif value.__class__ is str and resolve.str_as_is:
-                return value
-            elif value.__class__ in _PLAIN_VALUES:  # (not _MISSING: that takes the long way)
-                try:
-                    return self.complete_leaf_value(resolve.leaf_type, value)
-                except Exception:  # noqa: BLE001, S110 - the ordinary path reports it
-                    pass
-        return super().execute_field(
-            parent_type, source, field_details_list, path, position_context
+        if not self._short_path:
+            return super().execute_fields(
+                parent_type, source_value, path, grouped_field_set, position_context
+            )
+        results: dict[str, Any] = {}
+        awaitable_fields: list[str] = []
+        is_awaitable = self.is_awaitable
+        try:
+            for response_name, field_details_list, plain in self._field_plan(
+                parent_type, grouped_field_set
+            ):
+                if plain is not None:
+                    value = getattr(source_value, plain.name, _MISSING)
+                    if value is None:
+                        if not plain.non_null:
+                            results[response_name] = None
+                            continue
+                    elif value.__class__ is str and plain.str_as_is:
+                        results[response_name] = value
+                        continue
+                    elif value.__class__ in _PLAIN_VALUES:
+                        try:
+                            results[response_name] = self.complete_leaf_value(
+                                plain.leaf_type, value
+                            )
+                            continue
+                        except Exception:  # noqa: BLE001, S110 - the ordinary path reports it
+                            pass
+                # Everything else (and a plain field with an unusual value) takes
+                # graphql-core's path, which also reports the errors.
+                result = self.execute_field(
+                    parent_type,
+                    source_value,
+                    field_details_list,
+                    Path(path, response_name, parent_type.name),
+                    position_context,
+                )
+                if result is not Undefined:
+                    results[response_name] = result
+                    if is_awaitable(result):
+                        awaitable_fields.append(response_name)
+        except Exception:
+            if awaitable_fields:
+                self.settle_in_background([results[name] for name in awaitable_fields])
+            raise
+        if not awaitable_fields:
+            return results
+        return self._gather_fields(results, awaitable_fields)
+
+    async def _gather_fields(
+        self, results: dict[str, Any], awaitable_fields: list[str]
+    ) -> dict[str, Any]:
+        # As graphql-core's execute_fields: the awaitable fields concurrently.
+        if len(awaitable_fields) == 1:
+            name = awaitable_fields[0]
+            results[name] = await results[name]
+            return results
+        awaited = await gather_with_cancel(*(results[name] for name in awaitable_fields))
+        results.update(zip(awaitable_fields, awaited, strict=True))
+        return results
+
+    def complete_value(
+        self,
+        return_type: GraphQLOutputType,
+        field_details_list: Any,
+        info: GraphQLResolveInfo,
+        path: Path,
+        result: Any,
+        position_context: Any,
+    ) -> Any:
+        shape = self._shapes.get(return_type, _MISSING)
+        if shape is _MISSING:
+            shape = self._shapes[return_type] = _object_shape(return_type)
+        if shape is not None and self._short_path and result is not None:
+            if shape.is_list:
+                if result.__class__ is list:
+                    completed = self._complete_object_list(
+                        shape, field_details_list, info, path, result
+                    )
+                    if completed is not _MISSING:
+                        return completed
+            elif self._is_object_of(shape.object_type, result, info):
+                grouped, defer_usages, _forbidden = self.collect_subfields(
+                    shape.object_type, field_details_list
+                )
+                if not defer_usages:
+                    # What complete_object_value does once is_type_of has said yes.
+                    return self.execute_fields(shape.object_type, result, path, grouped, None)
+        return super().complete_value(
+            return_type, field_details_list, info, path, result, position_context
         )
+
+    def _is_object_of(
+        self, object_type: GraphQLObjectType, value: Any, info: GraphQLResolveInfo
+    ) -> bool:
+        """True when `value` is certainly an object of `object_type` (False also when the
+        answer is not known now: the general path then decides, and reports)."""
+        if value is None or self.is_awaitable(value) or isinstance(value, Exception):
+            return False
+        if object_type.is_type_of is None:
+            return True
+        return object_type.is_type_of(value, info) is True
+
+    def _complete_object_list(
+        self,
+        shape: _ObjectShape,
+        field_details_list: Any,
+        info: GraphQLResolveInfo,
+        path: Path,
+        items: list[Any],
+    ) -> Any:
+        """complete_iterable_value for a list whose items are all objects of the type;
+        `_MISSING` (nothing done yet) when one is not, so the general path takes it."""
+        object_type = shape.object_type
+        if not all(self._is_object_of(object_type, item, info) for item in items):
+            return _MISSING
+        if self.get_stream_usage(field_details_list, path) is not None:
+            return _MISSING
+        grouped, defer_usages, _forbidden = self.collect_subfields(object_type, field_details_list)
+        if defer_usages:
+            return _MISSING
+        is_awaitable = self.is_awaitable
+        completed: list[Any] = []
+        awaitable_indices: list[int] = []
+        try:
+            for index, item in enumerate(items):
+                item_path = path.add_key(index, None)
+                # As complete_list_item_value: an error in an item is that item's field
+                # error (null, or raised on when the item type is non-null).
+                try:
+                    value = self.execute_fields(object_type, item, item_path, grouped, None)
+                except Exception as raw_error:  # noqa: BLE001 - handled as graphql-core does
+                    self.handle_field_error(
+                        raw_error, shape.item_type, field_details_list, item_path
+                    )
+                    value = None
+                if is_awaitable(value):
+                    value = self._await_item(value, shape.item_type, field_details_list, item_path)
+                    awaitable_indices.append(index)
+                completed.append(value)
+        except Exception:
+            if awaitable_indices:
+                self.settle_in_background([completed[i] for i in awaitable_indices])
+            raise
+        if not awaitable_indices:
+            return completed
+        return self._gather_items(completed, awaitable_indices)
+
+    async def _await_item(
+        self, value: Any, item_type: GraphQLOutputType, field_details_list: Any, path: Path
+    ) -> Any:
+        try:
+            return await value
+        except Exception as raw_error:  # noqa: BLE001 - handled as graphql-core does
+            self.handle_field_error(raw_error, item_type, field_details_list, path)
+            return None
+
+    async def _gather_items(self, completed: list[Any], awaitable_indices: list[int]) -> list[Any]:
+        if len(awaitable_indices) == 1:
+            index = awaitable_indices[0]
+            completed[index] = await completed[index]
+            return completed
+        awaited = await gather_with_cancel(*(completed[i] for i in awaitable_indices))
+        for index, value in zip(awaitable_indices, awaited, strict=True):
+            completed[index] = value
+        return completed

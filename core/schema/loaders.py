@@ -29,7 +29,14 @@ from core.models import (
     SchoolYear,
 )
 from core.schema.database import RequestDatabase
-from core.schema.rows import PERSON_COLUMNS, STUDENT_COLUMNS, PersonRow, StudentRow
+from core.schema.rows import (
+    GROUP_COLUMNS,
+    PERSON_COLUMNS,
+    STUDENT_COLUMNS,
+    GroupRow,
+    PersonRow,
+    StudentRow,
+)
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -72,6 +79,27 @@ async def _chain(value: Awaitable[V], build: Callable[[V], R | Awaitable[R]]) ->
     if inspect.isawaitable(result):
         return await result
     return result
+
+
+async def load_all(loader: DataLoader[K, V], keys: Sequence[K]) -> list[V]:
+    """`loader.load_many(keys)` for look-ahead: the keys not yet in the loader's cache go to
+    its batch function in one call, and the answers are put in the cache (`prime_many`).
+
+    Same statement, same answers as `load_many`; what it saves is DataLoader's machinery
+    for a batch that is already complete: a future, a gather callback and an event-loop
+    turn per key (for a page of 100 students, ~400 loop callbacks a request)."""
+    cache = loader.cache_map
+    missing = [key for key in keys if (found := cache.get(key)) is None or found.cancelled()]
+    if missing:
+        values = await loader.load_fn(missing)
+        loader.prime_many(dict(zip(missing, values, strict=True)))
+    results: list[V] = []
+    for key in keys:
+        future = cache.get(key)
+        if future is None:  # (primed above, or cached: never absent)
+            raise RuntimeError(f"no value loaded for {key!r}")
+        results.append(future.result() if future.done() else await future)
+    return results
 
 
 async def settled(value: V | Awaitable[V]) -> V:
@@ -177,12 +205,12 @@ class Loaders:
                 permissions.add(resources[field.name])
         for resource in sorted(permissions):
             if self.field_implied(resource) is None:
-                await self.field_allowed(resource).load_many(sorted({r.id for r in rows}))
+                await load_all(self.field_allowed(resource), sorted({r.id for r in rows}))
         for name, sub in nested.items():
             attribute, key_of, child_type = relations[name]
             loader: DataLoader[Any, Any] = getattr(self, attribute)
             keys = list(dict.fromkeys(k for k in map(key_of, rows) if k is not None))
-            loaded = await loader.load_many(keys)
+            loaded = await load_all(loader, keys)
             if child_type is None or not sub:
                 continue
             children = [
@@ -301,9 +329,9 @@ class Loaders:
         by_id = {g.id: g for g in rows}
         return [by_id.get(i) for i in ids]
 
-    async def _load_groups_of_students(self, ids: Sequence[int]) -> list[list[Group]]:
+    async def _load_groups_of_students(self, ids: Sequence[int]) -> list[list[GroupRow]]:
         rows = await self.db.execute(
-            select(GroupMembership.student_id, Group)
+            select(GroupMembership.student_id, *GROUP_COLUMNS)
             .join(Group, Group.id == GroupMembership.group_id)
             .where(
                 GroupMembership.student_id.in_(ids),
@@ -312,7 +340,7 @@ class Loaders:
             )
             .order_by(Group.kind, Group.name)
         )
-        return _grouped(ids, ((sid, g) for sid, g in rows))
+        return _grouped(ids, ((r[0], GroupRow(*r[1:])) for r in rows))
 
     async def _load_students_of_groups(self, ids: Sequence[int]) -> list[list[StudentRow]]:
         rows = await self.db.execute(
@@ -389,4 +417,12 @@ def employment_exists() -> Callable[[ColumnElement[int]], ColumnElement[bool]]:
     return lambda column: column.in_(select(Employment.person_id))
 
 
-__all__ = ["Loaders", "cached", "employment_exists", "selected", "settled", "then"]
+__all__ = [
+    "Loaders",
+    "cached",
+    "employment_exists",
+    "load_all",
+    "selected",
+    "settled",
+    "then",
+]

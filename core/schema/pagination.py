@@ -82,6 +82,23 @@ class Page:
         return self._total
 
 
+def _count_of(statement: Select[Any]) -> Select[Any]:
+    """`SELECT count(*)` of the rows `statement` returns. For a plain SELECT ... FROM ...
+    WHERE the count replaces the columns (the database can then count from an index
+    without reading every row's columns); with DISTINCT, GROUP BY, HAVING, LIMIT or
+    OFFSET only a count over the whole statement as a subquery is right."""
+    plain = not (
+        statement._distinct
+        or statement._group_by_clauses
+        or statement._having_criteria
+        or statement._limit_clause is not None
+        or statement._offset_clause is not None
+    )
+    if plain:
+        return statement.order_by(None).with_only_columns(func.count(), maintain_column_froms=True)
+    return select(func.count()).select_from(statement.order_by(None).subquery())
+
+
 async def paginate(
     db: RequestDatabase,
     statement: Select[Any],
@@ -92,7 +109,7 @@ async def paginate(
     after: str | None,
 ) -> Page:
     """One page of `statement`, ordered by `order` (unique, ascending), after a cursor."""
-    count_statement = select(func.count()).select_from(statement.order_by(None).subquery())
+    count_statement = _count_of(statement)
     if after is not None:
         key = decode_cursor(after, [_python_type(column) for column in order])
         statement = statement.where(tuple_(*order) > tuple_(*key))

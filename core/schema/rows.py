@@ -11,7 +11,7 @@ from datetime import date
 
 from sqlalchemy import Row
 
-from core.models import Enrolment, Person
+from core.models import Enrolment, Group, GroupKind, Person
 
 PERSON_COLUMNS = (
     Person.id,
@@ -27,6 +27,15 @@ PERSON_COLUMNS = (
 )
 
 STUDENT_COLUMNS = (*PERSON_COLUMNS, Enrolment.school_id, Enrolment.grade)
+
+GROUP_COLUMNS = (
+    Group.id,
+    Group.school_id,
+    Group.school_year_id,
+    Group.name,
+    Group.kind,
+    Group.grade,
+)
 
 
 @dataclass(frozen=True)
@@ -59,3 +68,16 @@ class StudentRow(PersonRow):
     @classmethod
     def of(cls, row: Row) -> StudentRow:  # type: ignore[type-arg]
         return cls(*row[: len(STUDENT_COLUMNS)])
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    """A group as GROUP_COLUMNS selects it: what the GraphQL Group needs of the ORM
+    model, without an ORM object per row."""
+
+    id: int
+    school_id: int
+    school_year_id: int
+    name: str
+    kind: GroupKind
+    grade: int | None

@@ -17,7 +17,7 @@ from core.models import SchoolYear as SchoolYearModel
 from core.schema import ids
 from core.schema.context import Info
 from core.schema.loaders import cached, then
-from core.schema.rows import PersonRow, StudentRow
+from core.schema.rows import GroupRow, PersonRow, StudentRow
 
 T = TypeVar("T")
 
@@ -308,10 +308,10 @@ class Group(Node):
     name: str
     kind: GroupKind
     grade: int | None
-    _row: strawberry.Private[GroupModel]
+    _row: strawberry.Private[GroupModel | GroupRow]
 
     @classmethod
-    def of(cls, row: GroupModel) -> Group:
+    def of(cls, row: GroupModel | GroupRow) -> Group:
         return cls(
             id=strawberry.ID(ids.encode("Group", row.id)),
             name=row.name,

@@ -119,7 +119,7 @@ async def document_pdf(request: Request) -> Response:
         row = (
             await session.execute(
                 select(Document.id, Document.title, Document.pdf, Document.restricted).where(
-                    Document.id == pk, visible_documents(principal)
+                    Document.id == pk, visible_documents(principal, state.doctypes)
                 )
             )
         ).first()

@@ -449,6 +449,11 @@ async def test_guardian_submits_an_application_and_the_school_sees_it(
         assert gid not in await _listed(gql, username, {"studentId": emma}), username
         result = await gql.query(username, FINALIZE, {"id": gid})
         assert error_codes(result) == ["FORBIDDEN"], username
+        # The PDF address answers as for a document that does not exist (not "not
+        # finalized yet", which would tell that there is a draft).
+        headers = {"Authorization": f"Bearer {await gql.token(username)}"}
+        answer = await client.get(f"/documents/{gid}/pdf", headers=headers)
+        assert (answer.status_code, answer.json()) == (404, {"error": "NOT_FOUND"}), username
     # ... nor Emma's other guardian, who may write applications of his own but may not
     # read, change or submit hers.
     assert not await _visible_to(sessions, state, lars, gid)

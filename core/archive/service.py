@@ -99,7 +99,11 @@ async def archive_document(state: Any, principal: Principal, document_id: int) -
             raise NotFound("Dokumentet finnes ikke.")
         visible = (
             await session.execute(
-                select(exists().where(Document.id == document_id, visible_documents(principal)))
+                select(
+                    exists().where(
+                        Document.id == document_id, visible_documents(principal, state.doctypes)
+                    )
+                )
             )
         ).scalar()
         if not visible:

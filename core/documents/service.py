@@ -100,9 +100,7 @@ def author_grants(principal: Principal, doctype: Any) -> tuple[ScopedGrant, ...]
     return grants if is_application(doctype) else _staff(grants)
 
 
-def visible_documents(
-    principal: Principal, doctypes: Mapping[str, Any] | None = None
-) -> ColumnElement[bool]:
+def visible_documents(principal: Principal, doctypes: Mapping[str, Any]) -> ColumnElement[bool]:
     """SQL condition: documents the caller may read; deleted ones are gone for everyone.
 
     - Staff (document:read at a school or group scope): documents about students in
@@ -115,8 +113,9 @@ def visible_documents(
       when restricted (a warning of absence is restricted, and it is written to them).
       Nothing else restricted about their child, and never someone else's draft.
 
-    With `doctypes` given, an application still in draft is private to its author: the
-    school sees it once it is submitted (finalized)."""
+    An application (see `doctypes`) still in draft is private to its author: the school
+    sees it once it is submitted (finalized). `doctypes` is required so that no caller
+    can forget that rule."""
     read = _distinct(principal.scopes("document", "read"))
     staff = _staff(read)
     family = tuple(g for g in read if g.scope in PERSONAL_SCOPES)

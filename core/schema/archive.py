@@ -96,7 +96,8 @@ class ArchiveLoaders:
         rows = (
             await self.ctx.db.execute(
                 select(DocumentModel).where(
-                    DocumentModel.id.in_(keys), visible_documents(self.ctx.principal)
+                    DocumentModel.id.in_(keys),
+                    visible_documents(self.ctx.principal, self.ctx.state.doctypes),
                 )
             )
         ).scalars()

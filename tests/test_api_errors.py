@@ -137,8 +137,8 @@ async def test_id_arguments(gql, role_count, operation, type_name, unknown):
         body = await gql.query(ADMIN, operation, {"v": value})
         assert_error(body, "BAD_USER_INPUT", value)
     # A well-formed ID of another type is bad input too, not "not found" (`node` takes
-    # every type it can return, but not an audit event or an unknown type).
-    others = ["AuditEvent", "Bogus"]
+    # every type it can return, but not a delivery, which is no Node, or an unknown type).
+    others = ["Delivery", "Bogus"]
     if "node(" not in operation:
         others.append("Group" if type_name != "Group" else "School")
     for other in others:

@@ -22,6 +22,7 @@ from core.models import Document as DocumentModel
 from core.models import School as SchoolModel
 from core.schema import ids
 from core.schema.context import Info
+from core.schema.errors import forbidden, not_found
 from core.schema.pagination import check_first, encode_cursor, paginate
 from core.schema.types import Node, PageInfo
 
@@ -195,6 +196,37 @@ async def document_archive(info: Info, document_id: int) -> ArchiveEntry | None:
     """`Document.archive`: the document's archive entry, if it has one."""
     row = await archive_loaders(info).entry_of_document.load(document_id)
     return ArchiveEntry.of(row) if row else None
+
+
+async def entry_node(info: Info, pk: int) -> ArchiveEntry:
+    """`node(id)` for an archive entry: NOT_FOUND when there is none, FORBIDDEN when it
+    belongs to a school outside the caller's archive_log:read scope."""
+    principal = info.context.require("archive_log", "read")
+    row = (
+        await info.context.db.execute(
+            select(EntryModel, service.entries_in_scope(principal)).where(EntryModel.id == pk)
+        )
+    ).first()
+    if row is None:
+        raise not_found("Arkivoppføringen")
+    if not row[1]:
+        raise forbidden()
+    return ArchiveEntry.of(row[0])
+
+
+async def folder_node(info: Info, pk: int) -> ArchiveFolder:
+    """`node(id)` for an archive folder, within archive_folder:read (as archiveFolders)."""
+    principal = info.context.require("archive_folder", "read")
+    row = (
+        await info.context.db.execute(
+            select(FolderModel, service.folders_in_scope(principal)).where(FolderModel.id == pk)
+        )
+    ).first()
+    if row is None:
+        raise not_found("Arkivmappen")
+    if not row[1]:
+        raise forbidden()
+    return ArchiveFolder.of(row[0])
 
 
 @strawberry.type

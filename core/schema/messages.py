@@ -509,6 +509,12 @@ async def _reload(info: Info, pk: int) -> Message:
     return Message.of(row)
 
 
+async def message_node(info: Info, pk: int) -> Message:
+    """A message the caller sent or received (`message(id)` and `node(id)`)."""
+    principal = info.context.principal
+    return Message.of(await service.load_visible(info.context.db, principal, pk))  # type: ignore[arg-type]
+
+
 @strawberry.type
 class MessageQuery:
     @strawberry.field(description="Your messages, newest first.")
@@ -558,9 +564,7 @@ class MessageQuery:
 
     @strawberry.field
     async def message(self, info: Info, id: strawberry.ID) -> Message | None:
-        principal = info.context.principal
-        pk = ids.decode_pk(id, "Message")
-        return Message.of(await service.load_visible(info.context.db, principal, pk))  # type: ignore[arg-type]
+        return await message_node(info, ids.decode_pk(id, "Message"))
 
 
 @strawberry.type

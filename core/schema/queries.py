@@ -99,6 +99,47 @@ class Me:
         return [Student.of(r) for r in rows]
 
 
+# The types `node(id)` finds: every type that implements Node and has an id of its own.
+NODE_TYPES = (
+    "Student",
+    "Guardian",
+    "Employee",
+    "Group",
+    "School",
+    "SchoolYear",
+    "Document",
+    "Message",
+    "ArchiveEntry",
+    "ArchiveFolder",
+    "AuditEvent",
+)
+
+
+def _require_audit_reader(info: Info) -> None:
+    principal = info.context.principal
+    if not any(g.scope == "municipality" for g in principal.scopes("audit_log", "read")):
+        raise forbidden("Bare kommuneadministrator kan lese revisjonsloggen.")
+
+
+def _audit_statement() -> Select[Any]:
+    return select(AuditEventModel, Person.given_name, Person.family_name).outerjoin(
+        Person, Person.id == AuditEventModel.actor_id
+    )
+
+
+def _audit_event(event: AuditEventModel, given: str | None, family: str | None) -> AuditEvent:
+    return AuditEvent(
+        id=strawberry.ID(ids.encode("AuditEvent", event.id)),
+        occurred_at=event.occurred_at,
+        action=event.action,
+        actor_id=strawberry.ID(ids.encode("Person", event.actor_id)) if event.actor_id else None,
+        actor_name=f"{given} {family}" if given else None,
+        resource_type=event.resource_type,
+        resource_id=event.resource_id,
+        detail=event.detail,
+    )
+
+
 def _below(info: Info, *path: str) -> list[Any]:
     """What the query selects below the current field, at `path` (e.g. edges, node)."""
     return selected([s for f in info.selected_fields for s in f.selections], *path)
@@ -447,15 +488,32 @@ class Query:
 
     @strawberry.field(description="Any object by its global ID, authorized like its own query.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
-        type_name, pk = ids.decode(
-            id, ("Student", "Guardian", "Employee", "Group", "School", "SchoolYear", "Document")
-        )
+        type_name, pk = ids.decode(id, NODE_TYPES)
         query = Query()
         match type_name:
             case "Document":
                 from core.schema.documents import Document, load_document
 
                 return Document.of(await load_document(info, pk))
+            case "Message":
+                from core.schema.messages import message_node
+
+                return await message_node(info, pk)
+            case "ArchiveEntry":
+                from core.schema.archive import entry_node
+
+                return await entry_node(info, pk)
+            case "AuditEvent":
+                _require_audit_reader(info)
+                statement = _audit_statement().where(AuditEventModel.id == pk)
+                row = (await info.context.db.execute(statement)).first()
+                if row is None:
+                    raise not_found("Hendelsen")
+                return _audit_event(*row)
+            case "ArchiveFolder":
+                from core.schema.archive import folder_node
+
+                return await folder_node(info, pk)
             case "Student":
                 return await query.student(info, id)
             case "Guardian":
@@ -482,13 +540,9 @@ class Query:
         filter: AuditLogFilter | None = None,
     ) -> AuditEventConnection:
         ctx = info.context
-        principal = ctx.principal
-        if not any(g.scope == "municipality" for g in principal.scopes("audit_log", "read")):
-            raise forbidden("Bare kommuneadministrator kan lese revisjonsloggen.")
+        _require_audit_reader(info)
         size = check_first(first, ctx.state.settings.max_page_size)
-        statement = select(AuditEventModel, Person.given_name, Person.family_name).outerjoin(
-            Person, Person.id == AuditEventModel.actor_id
-        )
+        statement = _audit_statement()
         if filter is not None:
             if filter.action is not None:
                 statement = statement.where(AuditEventModel.action == filter.action)
@@ -508,23 +562,8 @@ class Query:
             first=size,
             after=after,
         )
-        edges = []
-        for (event, given, family), key in zip(page.rows, page.keys, strict=True):
-            edges.append(
-                AuditEventEdge(
-                    cursor=encode_cursor(key),
-                    node=AuditEvent(
-                        id=strawberry.ID(ids.encode("AuditEvent", event.id)),
-                        occurred_at=event.occurred_at,
-                        action=event.action,
-                        actor_id=strawberry.ID(ids.encode("Person", event.actor_id))
-                        if event.actor_id
-                        else None,
-                        actor_name=f"{given} {family}" if given else None,
-                        resource_type=event.resource_type,
-                        resource_id=event.resource_id,
-                        detail=event.detail,
-                    ),
-                )
-            )
+        edges = [
+            AuditEventEdge(cursor=encode_cursor(key), node=_audit_event(*row))
+            for row, key in zip(page.rows, page.keys, strict=True)
+        ]
         return AuditEventConnection(edges=edges, page_info=_page_info(page), _total=page)

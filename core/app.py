@@ -17,11 +17,10 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 
 from core import audit
-from core.access.grants import load_principal, principal_for_token
+from core.access.grants import principal_for_token
 from core.access.policy import Policy
 from core.auth.demo import demo_routes
 from core.auth.oidc import oidc_routes
-from core.auth.sessions import person_id_for_token
 from core.config import Settings
 from core.db import create_engine, create_sessionmaker
 from core.doctypes import load_doctypes
@@ -112,10 +111,9 @@ async def document_pdf(request: Request) -> Response:
     except GraphQLError:
         return JSONResponse({"error": "BAD_USER_INPUT"}, status_code=400)
     async with state.sessions() as session:
-        person_id = await person_id_for_token(session, token.strip())
-        if person_id is None:
+        principal = await principal_for_token(session, token.strip(), state.policy)
+        if principal is None:
             return JSONResponse({"error": "UNAUTHENTICATED"}, status_code=401)
-        principal = await load_principal(session, person_id, state.policy)
         row = (
             await session.execute(
                 select(Document.id, Document.title, Document.pdf, Document.restricted).where(
@@ -133,7 +131,7 @@ async def document_pdf(request: Request) -> Response:
         if row.restricted:
             await audit.record(
                 session,
-                actor_id=person_id,
+                actor_id=principal.person_id,
                 action="read_document",
                 resource_type="document",
                 resource_id=pk,

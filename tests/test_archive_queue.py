@@ -36,16 +36,6 @@ LOG = """query($status: ArchiveStatus, $school: ID) {
 COUNTS = "{ archiveCounts { schoolId schoolName queued archived failed dismissed } }"
 
 
-@pytest.fixture(scope="module")
-async def emma(gql: Any) -> str:
-    data = await gql.data(
-        TEACHER,
-        '{ students(first: 5, filter: {search: "Emma Hansen"}) { edges { node { id name } } } }',
-    )
-    (node,) = [e["node"] for e in data["students"]["edges"] if e["node"]["name"] == "Emma Hansen"]
-    return node["id"]
-
-
 async def _document(
     gql: Any, app: Any, username: str, doctype: str, student: str, **fields: Any
 ) -> str:

@@ -164,11 +164,6 @@ def state(app: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-async def emma(gql: Any) -> str:
-    return await e2e.student_id(gql, "Emma Hansen", TEACHER)
-
-
-@pytest.fixture(scope="module")
 async def noah(gql: Any) -> str:
     return await e2e.student_id(gql, "Noah Hansen", TEACHER_9B)
 

@@ -148,16 +148,6 @@ def _code_and_field(result: dict[str, Any]) -> tuple[str | None, str | None]:
 
 
 @pytest.fixture(scope="module")
-async def emma(gql: Any) -> str:
-    data = await gql.data(
-        TEACHER,
-        '{ students(first: 5, filter: {search: "Emma Hansen"}) { edges { node { id name } } } }',
-    )
-    (node,) = [e["node"] for e in data["students"]["edges"] if e["node"]["name"] == "Emma Hansen"]
-    return node["id"]
-
-
-@pytest.fixture(scope="module")
 def state(app: Any) -> Any:
     return app.state.tavle
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from core.doctypes import sample_fields
 from core.schema import ids
 from tests.conftest import error_codes
@@ -23,16 +21,6 @@ TEACHER = "laerer.nordby.5a"
 
 async def _node(gql: Any, username: str, gid: str) -> dict[str, Any]:
     return await gql.query(username, NODE, {"id": gid})
-
-
-@pytest.fixture(scope="module")
-async def emma(gql: Any) -> str:
-    data = await gql.data(
-        TEACHER,
-        '{ students(first: 5, filter: {search: "Emma Hansen"}) { edges { node { id name } } } }',
-    )
-    (node,) = [e["node"] for e in data["students"]["edges"] if e["node"]["name"] == "Emma Hansen"]
-    return node["id"]
 
 
 async def test_message_node_for_its_recipients_only(gql: Any) -> None:

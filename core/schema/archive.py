@@ -198,35 +198,29 @@ async def document_archive(info: Info, document_id: int) -> ArchiveEntry | None:
     return ArchiveEntry.of(row) if row else None
 
 
-async def entry_node(info: Info, pk: int) -> ArchiveEntry:
-    """`node(id)` for an archive entry: NOT_FOUND when there is none, FORBIDDEN when it
-    belongs to a school outside the caller's archive_log:read scope."""
-    principal = info.context.require("archive_log", "read")
-    row = (
-        await info.context.db.execute(
-            select(EntryModel, service.entries_in_scope(principal)).where(EntryModel.id == pk)
-        )
-    ).first()
+async def _one_in_scope(info: Info, model: Any, in_scope: Any, pk: int, what: str) -> Any:
+    """The row `pk` of `model`: NOT_FOUND when there is none, FORBIDDEN when the SQL
+    condition `in_scope` (the caller's scope) does not hold for it."""
+    row = (await info.context.db.execute(select(model, in_scope).where(model.id == pk))).first()
     if row is None:
-        raise not_found("Arkivoppføringen")
+        raise not_found(what)
     if not row[1]:
         raise forbidden()
-    return ArchiveEntry.of(row[0])
+    return row[0]
+
+
+async def entry_node(info: Info, pk: int) -> ArchiveEntry:
+    """`node(id)` for an archive entry, within archive_log:read (as archiveLog)."""
+    principal = info.context.require("archive_log", "read")
+    in_scope = service.entries_in_scope(principal)
+    return ArchiveEntry.of(await _one_in_scope(info, EntryModel, in_scope, pk, "Arkivoppføringen"))
 
 
 async def folder_node(info: Info, pk: int) -> ArchiveFolder:
     """`node(id)` for an archive folder, within archive_folder:read (as archiveFolders)."""
     principal = info.context.require("archive_folder", "read")
-    row = (
-        await info.context.db.execute(
-            select(FolderModel, service.folders_in_scope(principal)).where(FolderModel.id == pk)
-        )
-    ).first()
-    if row is None:
-        raise not_found("Arkivmappen")
-    if not row[1]:
-        raise forbidden()
-    return ArchiveFolder.of(row[0])
+    in_scope = service.folders_in_scope(principal)
+    return ArchiveFolder.of(await _one_in_scope(info, FolderModel, in_scope, pk, "Arkivmappen"))
 
 
 @strawberry.type

@@ -264,19 +264,20 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
             raise
         if not awaitable_fields:
             return results
-        return self._gather_fields(results, awaitable_fields)
+        return self._await_in_place(results, awaitable_fields)
 
-    async def _gather_fields(
-        self, results: dict[str, Any], awaitable_fields: list[str]
-    ) -> dict[str, Any]:
-        # As graphql-core's execute_fields: the awaitable fields concurrently.
-        if len(awaitable_fields) == 1:
-            name = awaitable_fields[0]
-            results[name] = await results[name]
-            return results
-        awaited = await gather_with_cancel(*(results[name] for name in awaitable_fields))
-        results.update(zip(awaitable_fields, awaited, strict=True))
-        return results
+    @staticmethod
+    async def _await_in_place(container: Any, keys: list[Any]) -> Any:
+        """Replace `container[key]` (a dict of fields or a list of items) for each of
+        `keys` by its awaited value, concurrently, as graphql-core's execute_fields and
+        complete_iterable_value do; one awaitable is awaited without a gather."""
+        if len(keys) == 1:
+            container[keys[0]] = await container[keys[0]]
+            return container
+        awaited = await gather_with_cancel(*(container[key] for key in keys))
+        for key, value in zip(keys, awaited, strict=True):
+            container[key] = value
+        return container
 
     def complete_value(
         self,
@@ -363,7 +364,7 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
             raise
         if not awaitable_indices:
             return completed
-        return self._gather_items(completed, awaitable_indices)
+        return self._await_in_place(completed, awaitable_indices)
 
     async def _await_item(
         self, value: Any, item_type: GraphQLOutputType, field_details_list: Any, path: Path
@@ -373,13 +374,3 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
         except Exception as raw_error:  # noqa: BLE001 - handled as graphql-core does
             self.handle_field_error(raw_error, item_type, field_details_list, path)
             return None
-
-    async def _gather_items(self, completed: list[Any], awaitable_indices: list[int]) -> list[Any]:
-        if len(awaitable_indices) == 1:
-            index = awaitable_indices[0]
-            completed[index] = await completed[index]
-            return completed
-        awaited = await gather_with_cancel(*(completed[i] for i in awaitable_indices))
-        for index, value in zip(awaitable_indices, awaited, strict=True):
-            completed[index] = value
-        return completed

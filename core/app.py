@@ -183,10 +183,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield
         finally:
-            await engine.dispose()
-            # Back into the collector's reach, so that what has finalizers (WeasyPrint's
-            # font configurations) is finalized while the interpreter is whole.
-            gc.unfreeze()
+            try:
+                await engine.dispose()
+            finally:
+                # Back into the collector's reach, so that what has finalizers
+                # (WeasyPrint's font configurations) is finalized while the interpreter
+                # is whole.
+                gc.unfreeze()
 
     routes = [
         Route("/healthz", healthz),

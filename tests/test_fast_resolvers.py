@@ -320,3 +320,158 @@ def test_objects_and_lists_answer_as_graphql_core_when_sync() -> None:
         assert sorted((e.message, tuple(e.path or ())) for e in got.errors or []) == sorted(
             (e.message, tuple(e.path or ())) for e in want.errors or []
         ), query
+
+
+# -- what a review found: reads that raise, is_type_of that raises, Undefined, @defer ------
+
+
+class _Broken(Exception):
+    pass
+
+
+@strawberry.type
+class Pupil:
+    id: strawberry.ID
+    name: str | None
+
+
+class LazyPupil:
+    """Stands in for a Pupil whose attribute read raises (a property, or an ORM attribute
+    that cannot load): the error belongs to the field, not to the object."""
+
+    id = strawberry.ID("1")
+
+    @property
+    def name(self) -> str:
+        raise _Broken("Lesingen feilet.")
+
+
+@strawberry.type
+class Picky:
+    name: str
+
+    @classmethod
+    def is_type_of(cls, obj: Any, _info: Any) -> bool:
+        if getattr(obj, "name", "") == "dårlig":
+            raise _Broken("is_type_of feilet.")
+        return isinstance(obj, Picky)
+
+
+@strawberry.type
+class EdgeQuery:
+    @strawberry.field
+    def pupil(self) -> Pupil:
+        return LazyPupil()  # type: ignore[return-value]
+
+    @strawberry.field
+    def pupils(self) -> list[Pupil]:
+        return [LazyPupil()]  # type: ignore[list-item]
+
+    @strawberry.field
+    def pickies(self) -> list[Picky | None]:
+        return [Picky(name="ok"), Picky(name="dårlig"), Picky(name="ok2")]
+
+    @strawberry.field
+    def undefined_pupil(self) -> Pupil | None:
+        from graphql.pyutils import Undefined
+
+        return Undefined  # type: ignore[return-value]
+
+    @strawberry.field
+    def undefined_pupils(self) -> list[Pupil | None]:
+        from graphql.pyutils import Undefined
+
+        return [Undefined]  # type: ignore[list-item]
+
+
+EDGE_QUERIES = [
+    "{ pupil { id name } }",
+    "{ pupils { id name } }",
+    "{ pickies { name } }",
+    "{ undefinedPupil { name } undefinedPupils { name } }",
+]
+
+
+def test_edge_cases_answer_as_graphql_core() -> None:
+    stock = strawberry.Schema(query=EdgeQuery)
+    fast = strawberry.Schema(query=EdgeQuery, execution_context_class=PlainFieldExecutor)
+    install_fast_resolvers(fast)
+    answers = []
+    for query in EDGE_QUERIES:
+        want, got = stock.execute_sync(query), fast.execute_sync(query)
+        errors = [
+            sorted((e.message, tuple(e.path or ())) for e in r.errors or []) for r in (want, got)
+        ]
+        assert (got.data, errors[1]) == (want.data, errors[0]), query
+        answers.append((want.data, errors[0]))
+    assert answers[0] == (
+        {"pupil": {"id": "1", "name": None}},
+        [("Lesingen feilet.", ("pupil", "name"))],
+    )
+    assert answers[2][0] == {"pickies": [{"name": "ok"}, None, {"name": "ok2"}]}
+    assert answers[3] == ({"undefinedPupil": None, "undefinedPupils": [None]}, [])
+
+
+@strawberry.type
+class DeferLeaf:
+    a: str
+    b: str
+
+
+@strawberry.type
+class DeferBranch:
+    name: str
+    leaf: DeferLeaf
+    leaves: list[DeferLeaf]
+
+
+@strawberry.type
+class DeferQuery:
+    @strawberry.field
+    async def branch(self) -> DeferBranch:
+        leaf = DeferLeaf(a="A", b="B")
+        return DeferBranch(name="n", leaf=leaf, leaves=[leaf])
+
+
+async def _deferred(schema: strawberry.Schema) -> list[Any]:
+    query = "{ branch { leaf { a } leaves { a } ... @defer { name leaf { a b } leaves { a b } } } }"
+    result = await schema.execute(query)
+    parts: list[Any] = [result.initial_result.data]  # type: ignore[union-attr]
+    async for later in result.subsequent_results:  # type: ignore[union-attr]
+        parts.append(later.formatted)
+    return parts
+
+
+async def test_deferred_fields_stay_deferred() -> None:
+    from strawberry.schema.config import StrawberryConfig
+
+    config = StrawberryConfig(enable_experimental_incremental_execution=True)
+    stock = strawberry.Schema(query=DeferQuery, config=config)
+    fast = strawberry.Schema(
+        query=DeferQuery, config=config, execution_context_class=PlainFieldExecutor
+    )
+    install_fast_resolvers(fast)
+    want = await _deferred(stock)
+    assert await _deferred(fast) == want
+    assert want[0] == {"branch": {"leaf": {"a": "A"}, "leaves": [{"a": "A"}]}}
+
+
+async def test_load_all_replaces_a_cancelled_future() -> None:
+    """A cached future cancelled while its batch was in flight (graphql-core cancels a
+    sibling field's task when one fails) is loaded again, as DataLoader.load does."""
+    import asyncio
+
+    from strawberry.dataloader import DataLoader
+
+    from core.schema.loaders import load_all
+
+    async def batch(keys: list[int]) -> list[int]:
+        await asyncio.sleep(0.01)
+        return [k * 10 for k in keys]
+
+    loader = DataLoader(batch)
+    pending = loader.load(1)
+    await asyncio.sleep(0.001)
+    pending.cancel()
+    await asyncio.sleep(0.05)
+    assert await load_all(loader, [1, 2]) == [10, 20]

@@ -229,7 +229,10 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
                 parent_type, grouped_field_set
             ):
                 if plain is not None:
-                    value = getattr(source_value, plain.name, _MISSING)
+                    try:
+                        value = getattr(source_value, plain.name, _MISSING)
+                    except Exception:  # noqa: BLE001 - the ordinary path reads it again and reports
+                        value = _MISSING
                     if value is None:
                         if not plain.non_null:
                             results[response_name] = None
@@ -291,7 +294,15 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
         shape = self._shapes.get(return_type, _MISSING)
         if shape is _MISSING:
             shape = self._shapes[return_type] = _object_shape(return_type)
-        if shape is not None and self._short_path and result is not None:
+        # Not inside a deferred fragment (position_context), where graphql-core's
+        # incremental executor keeps its own books; not for a null or Undefined result.
+        if (
+            shape is not None
+            and self._short_path
+            and position_context is None
+            and result is not None
+            and result is not Undefined
+        ):
             if shape.is_list:
                 if result.__class__ is list:
                     completed = self._complete_object_list(
@@ -305,7 +316,9 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
                 )
                 if not defer_usages:
                     # What complete_object_value does once is_type_of has said yes.
-                    return self.execute_fields(shape.object_type, result, path, grouped, None)
+                    return self.execute_collected_subfields(
+                        shape.object_type, result, path, grouped, defer_usages, None
+                    )
         return super().complete_value(
             return_type, field_details_list, info, path, result, position_context
         )
@@ -315,11 +328,27 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
     ) -> bool:
         """True when `value` is certainly an object of `object_type` (False also when the
         answer is not known now: the general path then decides, and reports)."""
-        if value is None or self.is_awaitable(value) or isinstance(value, Exception):
+        if (
+            value is None
+            or value is Undefined
+            or self.is_awaitable(value)
+            or isinstance(value, Exception)
+        ):
             return False
-        if object_type.is_type_of is None:
+        is_type_of = object_type.is_type_of
+        if is_type_of is None:
             return True
-        return object_type.is_type_of(value, info) is True
+        if inspect.iscoroutinefunction(is_type_of):
+            return False  # only the general path awaits it
+        try:
+            answer = is_type_of(value, info)
+        except Exception:  # noqa: BLE001 - the general path asks again and reports it
+            return False
+        if self.is_awaitable(answer):
+            if inspect.iscoroutine(answer):
+                answer.close()  # never started: the general path asks again
+            return False
+        return answer is True
 
     def _complete_object_list(
         self,
@@ -348,7 +377,9 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
                 # As complete_list_item_value: an error in an item is that item's field
                 # error (null, or raised on when the item type is non-null).
                 try:
-                    value = self.execute_fields(object_type, item, item_path, grouped, None)
+                    value = self.execute_collected_subfields(
+                        object_type, item, item_path, grouped, defer_usages, None
+                    )
                 except Exception as raw_error:  # noqa: BLE001 - handled as graphql-core does
                     self.handle_field_error(
                         raw_error, shape.item_type, field_details_list, item_path

@@ -92,7 +92,9 @@ async def load_all(loader: DataLoader[K, V], keys: Sequence[K]) -> list[V]:
     missing = [key for key in keys if (found := cache.get(key)) is None or found.cancelled()]
     if missing:
         values = await loader.load_fn(missing)
-        loader.prime_many(dict(zip(missing, values, strict=True)))
+        # force: a cancelled future (a sibling field's task cancelled while it waited)
+        # is replaced, as DataLoader.load would replace it.
+        loader.prime_many(dict(zip(missing, values, strict=True)), force=True)
     results: list[V] = []
     for key in keys:
         future = cache.get(key)

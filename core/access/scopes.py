@@ -21,12 +21,15 @@ Students, groups and teaching relations count in the current school year.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, column, exists, false, or_, select, table, true
 from sqlalchemy.sql import Select, TableClause
 
 from core.access.grants import Principal, ScopedGrant
+from core.access.memo import ConditionMemo
 from core.models import (
     Employment,
     Enrolment,
@@ -36,6 +39,34 @@ from core.models import (
     GroupTeacher,
     Guardianship,
 )
+
+F = TypeVar("F", bound=Callable[..., ColumnElement[bool]])
+
+# The conditions depend only on the caller (person, school year, grants), the columns
+# they are built over and the options; built once per such key (see core/access/memo.py).
+_MEMO = ConditionMemo()
+
+
+def _memoized(build: F) -> F:
+    """`build(principal, grants, *columns, **options)`, remembered per caller."""
+
+    @functools.wraps(build)
+    def memoized(
+        principal: Principal, grants: Iterable[ScopedGrant], *columns: Any, **options: Any
+    ) -> ColumnElement[bool]:
+        grants = tuple(grants)
+        values = (
+            build.__name__,
+            principal.person_id,
+            principal.current_school_year_id,
+            grants,
+            tuple(sorted(options.items())),
+        )
+        return _MEMO.get_or_build(
+            values, columns, lambda: build(principal, grants, *columns, **options)
+        )
+
+    return memoized  # type: ignore[return-value]
 
 
 def _light(model: type, *names: str) -> TableClause:
@@ -107,6 +138,7 @@ def _groups_of_students(
     )
 
 
+@_memoized
 def students(
     principal: Principal,
     grants: Iterable[ScopedGrant],
@@ -183,6 +215,7 @@ def _guardians_of_taught(
     )
 
 
+@_memoized
 def guardians(
     principal: Principal,
     grants: Iterable[ScopedGrant],
@@ -211,6 +244,7 @@ def guardians(
     return _any(conditions)
 
 
+@_memoized
 def employees(
     principal: Principal, grants: Iterable[ScopedGrant], employee_id: ColumnElement[int]
 ) -> ColumnElement[bool]:
@@ -249,6 +283,7 @@ def employees(
     return _any(conditions)
 
 
+@_memoized
 def groups(principal: Principal, grants: Iterable[ScopedGrant]) -> ColumnElement[bool]:
     """Groups in scope (any school year; callers add the year they list)."""
     conditions: list[ColumnElement[bool]] = []
@@ -279,6 +314,7 @@ def groups(principal: Principal, grants: Iterable[ScopedGrant]) -> ColumnElement
     return _any(conditions)
 
 
+@_memoized
 def schools(
     principal: Principal, grants: Iterable[ScopedGrant], school_id: ColumnElement[int]
 ) -> ColumnElement[bool]:

@@ -1,0 +1,71 @@
+"""Scope conditions are built once per caller and reused (core/access/memo.py): the reused
+condition is the one a fresh build gives, and anything that changes the answer (grants,
+school year, columns, options) builds anew."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.dialects import sqlite
+
+from core.access import scopes
+from core.access.grants import Grant, Principal, ScopedGrant
+from core.access.memo import ConditionMemo
+from core.access.policy import Policy
+from core.config import Settings
+from core.models import Person
+
+
+def _sql(condition: object) -> tuple[str, dict[str, object]]:
+    compiled = select(Person.id).where(condition).compile(dialect=sqlite.dialect())  # type: ignore[arg-type]
+    return str(compiled), dict(compiled.params)
+
+
+def _teacher(year: int = 2, grants: tuple[Grant, ...] = (Grant("laerer", 1),)) -> Principal:
+    return Principal(
+        person_id=42,
+        grants=grants,
+        policy=Policy.load(Settings().policies_dir),
+        current_school_year_id=year,
+    )
+
+
+def test_memo_returns_what_was_built_and_forgets_the_oldest() -> None:
+    memo = ConditionMemo(max_entries=2)
+    built: list[str] = []
+
+    def build(name: str) -> str:
+        built.append(name)
+        return name
+
+    column_a, column_b = object(), object()
+    assert memo.get_or_build(("x",), (column_a,), lambda: build("a")) == "a"
+    assert memo.get_or_build(("x",), (column_a,), lambda: build("again")) == "a"
+    # Another object in the same place is another key, even with equal values.
+    assert memo.get_or_build(("x",), (column_b,), lambda: build("b")) == "b"
+    assert memo.get_or_build(("y",), (column_a,), lambda: build("c")) == "c"
+    assert len(memo) == 2  # ("x", a) was the least recently used, and went
+    assert memo.get_or_build(("x",), (column_a,), lambda: build("a2")) == "a2"
+    assert built == ["a", "b", "c", "a2"]
+
+
+def test_scope_conditions_are_reused_and_equal_a_fresh_build() -> None:
+    teacher = _teacher()
+    grants = (ScopedGrant("own_groups", 1, "laerer"),)
+    first = scopes.students(teacher, grants, Person.id)
+    again = scopes.students(_teacher(), list(grants), Person.id)  # same caller, new objects
+    assert again is first
+    fresh = scopes.students.__wrapped__(teacher, grants, Person.id)  # type: ignore[attr-defined]
+    assert _sql(first) == _sql(fresh)
+    assert _sql(first)[1] == {"employee_id_1": 42, "school_year_id_1": 2}
+
+
+def test_anything_that_changes_the_answer_builds_anew() -> None:
+    grants = (ScopedGrant("own_groups", 1, "laerer"),)
+    base = scopes.students(_teacher(), grants, Person.id)
+    other_year = scopes.students(_teacher(year=3), grants, Person.id)
+    assert other_year is not base and _sql(other_year)[1]["school_year_id_1"] == 3
+    school = (ScopedGrant("school", 1, "skoleadmin"),)
+    assert _sql(scopes.students(_teacher(), school, Person.id)) != _sql(base)
+    assert scopes.students(_teacher(), grants, Person.given_name) is not base  # type: ignore[arg-type]
+    listing = scopes.guardians(_teacher(), grants, Person.id, listing=True)
+    assert scopes.guardians(_teacher(), grants, Person.id, listing=False) is not listing

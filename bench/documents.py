@@ -229,7 +229,12 @@ async def run(count: int, database_url: str | None) -> Result:
             bare_render = render.render_pdf
             render.render_pdf = clock.wrap(bare_render)  # type: ignore[assignment]
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+            # The app's lifespan runs as under uvicorn (plugin start-up, the collector
+            # settings of core/app.py), so the pipeline runs as the server runs it.
+            async with (
+                app.router.lifespan_context(app),
+                httpx.AsyncClient(transport=transport, base_url="http://bench") as http,
+            ):
                 answer = await http.post("/auth/demo-token", json={"username": PRINCIPAL})
                 headers = {"Authorization": f"Bearer {answer.json()['token']}"}
 

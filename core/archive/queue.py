@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import false, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -57,31 +57,42 @@ def _insert(session: AsyncSession, model: Any) -> Any:
 
 
 async def student_folder(session: AsyncSession, student_id: int) -> ArchiveFolder:
-    """The student's folder, created (locally) on first use."""
-    found = (
-        await session.execute(select(ArchiveFolder).where(ArchiveFolder.student_id == student_id))
-    ).scalar_one_or_none()
+    """The student's folder, created (locally) on first use: one statement when it
+    exists, two when it is made (the title is read from the person inside the INSERT)."""
+    query = select(ArchiveFolder).where(ArchiveFolder.student_id == student_id)
+    found = (await session.execute(query)).scalar_one_or_none()
     if found is not None:
         return found
-    student = await session.get(Person, student_id)
-    if student is None:
-        raise BadInput("Eleven finnes ikke.", field="studentId")
     now = utcnow()
-    await session.execute(
-        _insert(session, ArchiveFolder)
-        .values(
-            kind=ArchiveFolderKind.STUDENT,
-            student_id=student_id,
-            title=student_folder_title(student.name),
-            closed=False,
-            created_at=now,
-            updated_at=now,
+    columns = ArchiveFolder.__table__.c
+    title = literal(student_folder_title("")) + Person.given_name + " " + Person.family_name
+    created = (
+        await session.execute(
+            _insert(session, ArchiveFolder)
+            .from_select(
+                ["kind", "student_id", "title", "closed", "created_at", "updated_at"],
+                # Typed literals, so PostgreSQL gets its enum and timestamp types.
+                select(
+                    literal(ArchiveFolderKind.STUDENT, columns.kind.type),
+                    Person.id,
+                    title,
+                    false(),
+                    literal(now, columns.created_at.type),
+                    literal(now, columns.updated_at.type),
+                ).where(Person.id == student_id),
+            )
+            .on_conflict_do_nothing()
+            .returning(ArchiveFolder)
         )
-        .on_conflict_do_nothing()
-    )
-    return (
-        await session.execute(select(ArchiveFolder).where(ArchiveFolder.student_id == student_id))
-    ).scalar_one()
+    ).scalar_one_or_none()
+    if created is not None:
+        return created
+    # Nothing inserted: a concurrent transaction made the folder first, or there is no
+    # such person.
+    found = (await session.execute(query)).scalar_one_or_none()
+    if found is None:
+        raise BadInput("Eleven finnes ikke.", field="studentId")
+    return found
 
 
 async def school_folder(
@@ -133,15 +144,23 @@ async def enqueue(
     document: Document,
     *,
     requested_by_id: int | None = None,
+    look_first: bool = True,
 ) -> ArchiveEntry:
     """Queue `document` for the archive (status queued) unless it already has an entry;
     returns the entry. The case owner is the school's principal's initials now: a new
-    principal applies to entries queued after the change."""
-    existing = (
-        await session.execute(select(ArchiveEntry).where(ArchiveEntry.document_id == document.id))
-    ).scalar_one_or_none()
-    if existing is not None:
-        return existing
+    principal applies to entries queued after the change.
+
+    `look_first=False` skips the look for an existing entry when one is not expected
+    (the status change that queues it happens once); the unique document_id still keeps
+    it to one entry, and the existing one is returned."""
+    if look_first:
+        existing = (
+            await session.execute(
+                select(ArchiveEntry).where(ArchiveEntry.document_id == document.id)
+            )
+        ).scalar_one_or_none()
+        if existing is not None:
+            return existing
     folder = await folder_for(session, doctype, document)
     now = utcnow()
     # The case owner is read inside the INSERT, and RETURNING gives the new entry: one
@@ -186,4 +205,5 @@ async def enqueue_on(
     archive_on = getattr(doctype, "archive_on", None) or "finalize"
     if archive_on != event:
         return None
-    return await enqueue(session, doctype, document)
+    # The conditional status UPDATE before this let only one transaction through.
+    return await enqueue(session, doctype, document, look_first=False)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, not_, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, insert, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
@@ -176,34 +176,39 @@ def _visible_documents(principal: Principal, doctypes: Mapping[str, Any]) -> Col
     return condition
 
 
+def _covering(
+    principal: Principal, student_id: int, *grant_sets: tuple[ScopedGrant, ...]
+) -> ColumnElement[bool] | None:
+    """SQL condition: every one of `grant_sets` covers the student (finalizing needs both
+    document:finalize and the doctype's own permission, not either of them). None when a
+    set is empty: then nothing covers the student."""
+    conditions = []
+    for grants in grant_sets:
+        if not grants:
+            return None
+        conditions.append(
+            scopes.students(principal, _distinct(grants), Enrolment.student_id, Enrolment.school_id)
+        )
+    return exists().where(
+        Enrolment.student_id == student_id,
+        Enrolment.school_year_id == principal.current_school_year_id,
+        *conditions,
+    )
+
+
 async def _covers(
     session: AsyncSession,
     principal: Principal,
     student_id: int,
     *grant_sets: tuple[ScopedGrant, ...],
 ) -> bool:
-    """Whether every one of `grant_sets` covers the student: finalizing needs both
-    document:finalize and the doctype's own permission, not either of them."""
-    conditions = []
-    for grants in grant_sets:
-        if not grants:
-            return False
-        conditions.append(
-            scopes.students(principal, _distinct(grants), Enrolment.student_id, Enrolment.school_id)
-        )
-    return bool(
-        (
-            await session.execute(
-                select(
-                    exists().where(
-                        Enrolment.student_id == student_id,
-                        Enrolment.school_year_id == principal.current_school_year_id,
-                        *conditions,
-                    )
-                )
-            )
-        ).scalar()
-    )
+    condition = _covering(principal, student_id, *grant_sets)
+    if condition is None:
+        return False
+    return bool((await session.execute(select(condition))).scalar())
+
+
+NOT_YOURS = "Du har ikke tilgang til å gjøre dette for denne eleven."
 
 
 async def _require(
@@ -213,7 +218,7 @@ async def _require(
     *grant_sets: tuple[ScopedGrant, ...],
 ) -> None:
     if not await _covers(session, principal, student_id, *grant_sets):
-        raise Forbidden("Du har ikke tilgang til å gjøre dette for denne eleven.")
+        raise Forbidden(NOT_YOURS)
 
 
 def _staff_grants(principal: Principal, resource: str, action: str) -> tuple[ScopedGrant, ...]:
@@ -405,11 +410,15 @@ class _LetterFacts:
     municipality_name: str | None
     author_name: str
     signer_name: str
+    allowed: bool
 
 
-async def _letter_facts(session: AsyncSession, document_id: int, signer_id: int) -> _LetterFacts:
+async def _letter_facts(
+    session: AsyncSession, document_id: int, signer_id: int, allowed: ColumnElement[bool]
+) -> _LetterFacts:
     """The student (with grade and class in the document's school year), school,
-    municipality, author and signer of a document: one statement, not one per row."""
+    municipality, author and signer of a document, and whether the SQL condition
+    `allowed` holds: one statement, not one per row."""
     student, author, signer = _STUDENT, _AUTHOR, _SIGNER
     grade = (
         select(Enrolment.grade)
@@ -445,6 +454,7 @@ async def _letter_facts(session: AsyncSession, document_id: int, signer_id: int)
                 author.family_name,
                 signer.given_name,
                 signer.family_name,
+                allowed,
             )
             .select_from(Document)
             .join(student, student.id == Document.student_id)
@@ -464,6 +474,7 @@ async def _letter_facts(session: AsyncSession, document_id: int, signer_id: int)
         municipality_name=row[6],
         author_name=f"{row[7]} {row[8]}",
         signer_name=f"{row[9]} {row[10]}",
+        allowed=bool(row[11]),
     )
 
 
@@ -481,12 +492,17 @@ async def finalize_document(state: Any, principal: Principal, document_id: int) 
         needed = [author_grants(principal, doctype)]
         if not is_application(doctype):
             needed.append(_staff_grants(principal, "document", "finalize"))
-        await _require(session, principal, document.student_id, *needed)
+        covering = _covering(principal, document.student_id, *needed)
+        if covering is None:
+            raise Forbidden(NOT_YOURS)
+        # The permission check rides along with what the letter needs: one statement.
+        facts = await _letter_facts(session, document_id, principal.person_id, covering)
+        if not facts.allowed:
+            raise Forbidden(NOT_YOURS)
         if document.status != DocumentStatus.DRAFT:
             raise BadInput("Dokumentet er allerede ferdigstilt.", field="id")
         cleaned = clean_fields(doctype, document.fields, require_all=True)
         read_version = document.updated_at
-        facts = await _letter_facts(session, document_id, principal.person_id)
     signed_at = utcnow()
     rendered = await render_document(
         doctype,
@@ -618,19 +634,23 @@ async def send_document(state: Any, principal: Principal, document_id: int) -> D
         )
         if result.rowcount != 1:
             raise BadInput("Dokumentet er allerede sendt.", field="id")
-        for item in planned:
-            session.add(
-                Delivery(
-                    document_id=document.id,
-                    recipient_id=item.recipient_id,
-                    school_id=document.school_id,
-                    channel=item.channel,
-                    options=dict(doctype.plugins.get(item.channel, {})),
-                    next_attempt_at=now,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+        # One executemany for all of them (the ids are not needed here).
+        await session.execute(
+            insert(Delivery),
+            [
+                {
+                    "document_id": document.id,
+                    "recipient_id": item.recipient_id,
+                    "school_id": document.school_id,
+                    "channel": item.channel,
+                    "options": dict(doctype.plugins.get(item.channel, {})),
+                    "next_attempt_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for item in planned
+            ],
+        )
         # Issue 4: a doctype archived "always" on send is queued in this same transaction.
         await archive_queue.enqueue_on(session, doctype, document, event="send")
         await audit.record(

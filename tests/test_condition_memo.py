@@ -69,3 +69,30 @@ def test_anything_that_changes_the_answer_builds_anew() -> None:
     assert scopes.students(_teacher(), grants, Person.given_name) is not base  # type: ignore[arg-type]
     listing = scopes.guardians(_teacher(), grants, Person.id, listing=True)
     assert scopes.guardians(_teacher(), grants, Person.id, listing=False) is not listing
+
+
+def test_values_in_place_of_columns_are_not_kept() -> None:
+    from sqlalchemy import literal
+
+    grants = (ScopedGrant("own_groups", 1, "laerer"),)
+    kept = len(scopes._MEMO)
+    first = scopes.students(_teacher(), grants, literal(7))
+    assert scopes.students(_teacher(), grants, literal(7)) is not first
+    assert len(scopes._MEMO) == kept
+
+
+def test_document_visibility_follows_the_doctypes() -> None:
+    """A changed set of application doctypes (the drafts private to their author) is a
+    new condition, even in the same mapping object."""
+    from types import SimpleNamespace
+
+    from core.documents.service import visible_documents
+
+    teacher = _teacher()
+    doctypes: dict[str, object] = {"notat": SimpleNamespace(permission="document:create")}
+    before = visible_documents(teacher, doctypes)
+    assert visible_documents(teacher, doctypes) is before
+    doctypes["soknad"] = SimpleNamespace(permission="application:submit")
+    after = visible_documents(teacher, doctypes)
+    assert after is not before
+    assert "soknad" in str(after.compile(compile_kwargs={"literal_binds": True}))

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, column, exists, false, or_, select, table, true
 from sqlalchemy.sql import Select, TableClause
+from sqlalchemy.sql.elements import BindParameter
 
 from core.access.grants import Principal, ScopedGrant
 from core.access.memo import ConditionMemo
@@ -44,7 +45,7 @@ F = TypeVar("F", bound=Callable[..., ColumnElement[bool]])
 
 # The conditions depend only on the caller (person, school year, grants), the columns
 # they are built over and the options; built once per such key (see core/access/memo.py).
-_MEMO = ConditionMemo()
+_MEMO = ConditionMemo(max_entries=2048)
 
 
 def _memoized(build: F) -> F:
@@ -55,6 +56,10 @@ def _memoized(build: F) -> F:
         principal: Principal, grants: Iterable[ScopedGrant], *columns: Any, **options: Any
     ) -> ColumnElement[bool]:
         grants = tuple(grants)
+        if any(isinstance(c, BindParameter) for c in columns):
+            # A value in place of a column (`literal(id)`) is a new object every call:
+            # its entry would never be used again, so it is not kept.
+            return build(principal, grants, *columns, **options)
         values = (
             build.__name__,
             principal.person_id,

@@ -144,23 +144,15 @@ async def enqueue(
     document: Document,
     *,
     requested_by_id: int | None = None,
-    look_first: bool = True,
 ) -> ArchiveEntry:
     """Queue `document` for the archive (status queued) unless it already has an entry;
     returns the entry. The case owner is the school's principal's initials now: a new
-    principal applies to entries queued after the change.
-
-    `look_first=False` skips the look for an existing entry when one is not expected
-    (the status change that queues it happens once); the unique document_id still keeps
-    it to one entry, and the existing one is returned."""
-    if look_first:
-        existing = (
-            await session.execute(
-                select(ArchiveEntry).where(ArchiveEntry.document_id == document.id)
-            )
-        ).scalar_one_or_none()
-        if existing is not None:
-            return existing
+    principal applies to entries queued after the change."""
+    existing = (
+        await session.execute(select(ArchiveEntry).where(ArchiveEntry.document_id == document.id))
+    ).scalar_one_or_none()
+    if existing is not None:
+        return existing
     folder = await folder_for(session, doctype, document)
     now = utcnow()
     # The case owner is read inside the INSERT, and RETURNING gives the new entry: one
@@ -205,5 +197,4 @@ async def enqueue_on(
     archive_on = getattr(doctype, "archive_on", None) or "finalize"
     if archive_on != event:
         return None
-    # The conditional status UPDATE before this let only one transaction through.
-    return await enqueue(session, doctype, document, look_first=False)
+    return await enqueue(session, doctype, document)

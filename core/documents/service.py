@@ -8,7 +8,8 @@ permission application:submit) and submits one by finalizing it. Who reads what 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +66,14 @@ APPLICATION = Permission("application", "submit")
 def is_application(doctype: Any) -> bool:
     """A guardian's application (permission application:submit): written, edited and
     submitted (finalized) by the guardian alone; the school sees it once submitted."""
-    return Permission.parse(doctype.permission) == APPLICATION
+    return _is_application_permission(doctype.permission)
+
+
+@functools.lru_cache(maxsize=256)
+def _is_application_permission(permission: str) -> bool:
+    # Parsed once per permission text: application_keys asks for every doctype on every
+    # document read.
+    return Permission.parse(permission) == APPLICATION
 
 
 def application_keys(doctypes: Mapping[str, Any] | None) -> list[str]:
@@ -105,16 +113,20 @@ def visible_documents(principal: Principal, doctypes: Mapping[str, Any]) -> Colu
     """The condition of `_visible_documents`, built once per caller (person, school year,
     grants, policy) and doctype set: it is part of every statement that reads a document,
     and building it took ~1 ms (see core/access/memo.py)."""
-    values = (principal.person_id, principal.current_school_year_id, principal.grants)
+    # The doctypes count through the application keys (read now, so a changed doctype
+    # set is a new key), the policy by identity.
+    private = tuple(application_keys(doctypes))
+    values = (principal.person_id, principal.current_school_year_id, principal.grants, private)
     return _VISIBLE_MEMO.get_or_build(
-        values, (principal.policy, doctypes), lambda: _visible_documents(principal, doctypes)
+        values, (principal.policy,), lambda: _visible_documents(principal, private)
     )
 
 
-_VISIBLE_MEMO = ConditionMemo()
+# An entry is a large expression (~18 KB): a bounded few hundred callers at a time.
+_VISIBLE_MEMO = ConditionMemo(max_entries=512)
 
 
-def _visible_documents(principal: Principal, doctypes: Mapping[str, Any]) -> ColumnElement[bool]:
+def _visible_documents(principal: Principal, private: Sequence[str]) -> ColumnElement[bool]:
     """SQL condition: documents the caller may read; deleted ones are gone for everyone.
 
     - Staff (document:read at a school or group scope): documents about students in
@@ -127,9 +139,9 @@ def _visible_documents(principal: Principal, doctypes: Mapping[str, Any]) -> Col
       when restricted (a warning of absence is restricted, and it is written to them).
       Nothing else restricted about their child, and never someone else's draft.
 
-    An application (see `doctypes`) still in draft is private to its author: the school
-    sees it once it is submitted (finalized). `doctypes` is required so that no caller
-    can forget that rule."""
+    An application (a doctype in `private`) still in draft is private to its author: the
+    school sees it once it is submitted (finalized). `visible_documents` requires the
+    doctypes so that no caller can forget that rule."""
     read = _distinct(principal.scopes("document", "read"))
     staff = _staff(read)
     family = tuple(g for g in read if g.scope in PERSONAL_SCOPES)
@@ -161,7 +173,6 @@ def _visible_documents(principal: Principal, doctypes: Mapping[str, Any]) -> Col
             )
         )
     condition = and_(Document.deleted_at.is_(None), or_(*paths))
-    private = application_keys(doctypes)
     if private:
         condition = and_(
             condition,

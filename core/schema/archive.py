@@ -23,7 +23,7 @@ from core.models import School as SchoolModel
 from core.schema import ids
 from core.schema.context import Info
 from core.schema.errors import forbidden, not_found
-from core.schema.pagination import check_first, encode_cursor, paginate
+from core.schema.pagination import check_first, newest_first
 from core.schema.types import Node, PageInfo
 
 
@@ -277,18 +277,13 @@ class ArchiveQuery:
         school_pk = _school_pk(school)
         if school_pk is not None:
             statement = statement.where(EntryModel.school_id == school_pk)
-        page = await paginate(
-            ctx.db, statement, (-EntryModel.id,), lambda r: [-r[0].id], first=size, after=after
-        )
+        page = await newest_first(ctx.db, statement, EntryModel.id, first=size, after=after)
         return ArchiveEntryConnection(
             edges=[
-                ArchiveEntryEdge(cursor=encode_cursor(k), node=ArchiveEntry.of(r[0]))
-                for r, k in zip(page.rows, page.keys, strict=True)
+                ArchiveEntryEdge(cursor=c, node=ArchiveEntry.of(r[0]))
+                for c, r in page.with_cursors()
             ],
-            page_info=PageInfo(
-                has_next_page=page.has_next_page,
-                end_cursor=encode_cursor(page.keys[-1]) if page.keys else None,
-            ),
+            page_info=PageInfo.of(page),
             _total=page,
         )
 

@@ -22,7 +22,7 @@ from core.models import Person
 from core.schema import ids
 from core.schema.context import Info
 from core.schema.errors import bad_input, forbidden, not_found
-from core.schema.pagination import check_first, encode_cursor, paginate
+from core.schema.pagination import check_first, newest_first
 from core.schema.types import Node, PageInfo
 
 
@@ -362,18 +362,10 @@ class DocumentQuery:
                 statement = statement.where(DocumentModel.doctype_key == filter.doctype)
             if filter.status is not None:
                 statement = statement.where(DocumentModel.status == filter.status.value)
-        page = await paginate(
-            ctx.db, statement, (-DocumentModel.id,), lambda r: [-r[0].id], first=size, after=after
-        )
+        page = await newest_first(ctx.db, statement, DocumentModel.id, first=size, after=after)
         return DocumentConnection(
-            edges=[
-                DocumentEdge(cursor=encode_cursor(k), node=Document.of(r[0]))
-                for r, k in zip(page.rows, page.keys, strict=True)
-            ],
-            page_info=PageInfo(
-                has_next_page=page.has_next_page,
-                end_cursor=encode_cursor(page.keys[-1]) if page.keys else None,
-            ),
+            edges=[DocumentEdge(cursor=c, node=Document.of(r[0])) for c, r in page.with_cursors()],
+            page_info=PageInfo.of(page),
             _total=page,
         )
 

@@ -36,7 +36,7 @@ from core.schema import ids
 from core.schema.context import Context, Info
 from core.schema.documents import PersonRef
 from core.schema.errors import bad_input
-from core.schema.pagination import check_first, encode_cursor, paginate
+from core.schema.pagination import check_first, newest_first
 from core.schema.types import Node, PageInfo
 
 # How often a subscriber looks for messages written by other processes (the worker).
@@ -547,18 +547,10 @@ class MessageQuery:
                 MessageModel.sender_role == RecipientRoleModel.GUARDIAN,
                 service.visible_messages(principal),
             )
-        page = await paginate(
-            ctx.db, statement, (-MessageModel.id,), lambda r: [-r[0].id], first=size, after=after
-        )
+        page = await newest_first(ctx.db, statement, MessageModel.id, first=size, after=after)
         return MessageConnection(
-            edges=[
-                MessageEdge(cursor=encode_cursor(k), node=Message.of(r[0]))
-                for r, k in zip(page.rows, page.keys, strict=True)
-            ],
-            page_info=PageInfo(
-                has_next_page=page.has_next_page,
-                end_cursor=encode_cursor(page.keys[-1]) if page.keys else None,
-            ),
+            edges=[MessageEdge(cursor=c, node=Message.of(r[0])) for c, r in page.with_cursors()],
+            page_info=PageInfo.of(page),
             _total=page,
         )
 

@@ -76,6 +76,14 @@ class Page:
     db: RequestDatabase
     _total: int | None = None
 
+    def with_cursors(self) -> list[tuple[str, Any]]:
+        """(cursor, row) for each row of the page, for its edges."""
+        return [(encode_cursor(k), r) for r, k in zip(self.rows, self.keys, strict=True)]
+
+    @property
+    def end_cursor(self) -> str | None:
+        return encode_cursor(self.keys[-1]) if self.keys else None
+
     async def total_count(self) -> int:
         if self._total is None:
             self._total = int((await self.db.execute(self.count_statement)).scalar_one())
@@ -117,3 +125,18 @@ async def paginate(
     has_next = len(rows) > first
     rows = rows[:first]
     return Page(rows, [key_of(r) for r in rows], has_next, count_statement, db)
+
+
+async def newest_first(
+    db: RequestDatabase,
+    statement: Select[Any],
+    id_column: Any,
+    *,
+    first: int,
+    after: str | None,
+) -> Page:
+    """A page of `statement` (an entity first in each row), newest first: ordered by the
+    negated id, which is unique and follows insertion order."""
+    return await paginate(
+        db, statement, (-id_column,), lambda r: [-r[0].id], first=first, after=after
+    )

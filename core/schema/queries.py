@@ -32,7 +32,7 @@ from core.schema import ids
 from core.schema.context import Info
 from core.schema.errors import bad_input, forbidden, not_found
 from core.schema.loaders import selected, settled
-from core.schema.pagination import check_first, encode_cursor, paginate
+from core.schema.pagination import check_first, encode_cursor, newest_first, paginate
 from core.schema.rows import PERSON_COLUMNS, STUDENT_COLUMNS, PersonRow, StudentRow
 from core.schema.types import (
     AuditEvent,
@@ -177,13 +177,6 @@ async def _existing(info: Info, model: Any, global_id: str, type_name: str) -> i
     if not found.scalar():
         raise not_found(_MISSING[type_name])
     return pk
-
-
-def _page_info(page: Any) -> PageInfo:
-    return PageInfo(
-        has_next_page=page.has_next_page,
-        end_cursor=encode_cursor(page.keys[-1]) if page.keys else None,
-    )
 
 
 def _student_statement(info: Info) -> Select[Any]:
@@ -389,7 +382,7 @@ class Query:
                 StudentEdge(cursor=encode_cursor(k), node=Student.of(r))
                 for r, k in zip(students, page.keys, strict=True)
             ],
-            page_info=_page_info(page),
+            page_info=PageInfo.of(page),
             _total=page,
         )
 
@@ -414,7 +407,7 @@ class Query:
                 GuardianEdge(cursor=encode_cursor(k), node=node)
                 for node, k in zip(nodes, page.keys, strict=True)
             ],
-            page_info=_page_info(page),
+            page_info=PageInfo.of(page),
             _total=page,
         )
 
@@ -441,7 +434,7 @@ class Query:
                 EmployeeEdge(cursor=encode_cursor(k), node=node)
                 for node, k in zip(nodes, page.keys, strict=True)
             ],
-            page_info=_page_info(page),
+            page_info=PageInfo.of(page),
             _total=page,
         )
 
@@ -553,17 +546,8 @@ class Query:
                     AuditEventModel.actor_id
                     == ids.decode_pk(filter.actor_id, ("Person", "Employee", "Guardian", "Student"))
                 )
-        # Newest first: page on the negated id, which is unique and follows insertion order.
-        page = await paginate(
-            ctx.db,
-            statement,
-            (-AuditEventModel.id,),
-            lambda r: [-r[0].id],
-            first=size,
-            after=after,
-        )
+        page = await newest_first(ctx.db, statement, AuditEventModel.id, first=size, after=after)
         edges = [
-            AuditEventEdge(cursor=encode_cursor(key), node=_audit_event(*row))
-            for row, key in zip(page.rows, page.keys, strict=True)
+            AuditEventEdge(cursor=c, node=_audit_event(*row)) for c, row in page.with_cursors()
         ]
-        return AuditEventConnection(edges=edges, page_info=_page_info(page), _total=page)
+        return AuditEventConnection(edges=edges, page_info=PageInfo.of(page), _total=page)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Sequence
 from datetime import date, datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import strawberry
 
@@ -31,6 +31,11 @@ class Node:
 class PageInfo:
     has_next_page: bool
     end_cursor: str | None
+
+    @classmethod
+    def of(cls, page: Any) -> PageInfo:
+        """The page info of a `core.schema.pagination.Page`."""
+        return cls(has_next_page=page.has_next_page, end_cursor=page.end_cursor)
 
 
 @strawberry.type(description="A postal address (restricted: reading it is audited).")

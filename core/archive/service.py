@@ -75,8 +75,7 @@ async def _may_tick(
     grants = principal.scopes("document", "finalize")
     if not grants:
         return False
-    condition = scopes.students(principal, grants, literal(document.student_id))
-    return bool((await session.execute(select(condition))).scalar())
+    return await _holds(session, scopes.students(principal, grants, literal(document.student_id)))
 
 
 async def _school_year_span(session: AsyncSession, school_year_id: int) -> Any:
@@ -332,6 +331,11 @@ async def _map(
     return folder
 
 
+async def _holds(session: AsyncSession, condition: Any) -> bool:
+    """Whether the SQL condition holds (a scope check on one given id)."""
+    return bool((await session.execute(select(condition))).scalar())
+
+
 async def map_school_folder(
     state: Any,
     principal: Principal,
@@ -347,16 +351,8 @@ async def map_school_folder(
     if not principal.can("archive_folder", "manage"):
         raise Forbidden()
     async with transaction(state.sessions) as session:
-        allowed = (
-            await session.execute(
-                select(
-                    scopes.schools(
-                        principal, principal.scopes("archive_folder", "manage"), literal(school_id)
-                    )
-                )
-            )
-        ).scalar()
-        if not allowed:
+        grants = principal.scopes("archive_folder", "manage")
+        if not await _holds(session, scopes.schools(principal, grants, literal(school_id))):
             raise Forbidden()
         if await session.get(School, school_id) is None:
             raise NotFound("Skolen finnes ikke.")
@@ -378,16 +374,8 @@ async def map_student_folder(
             await session.execute(select(Enrolment.id).where(Enrolment.student_id == student_id))
         ).first() is None:
             raise NotFound("Eleven finnes ikke.")
-        allowed = (
-            await session.execute(
-                select(
-                    scopes.students(
-                        principal, principal.scopes("archive_folder", "manage"), literal(student_id)
-                    )
-                )
-            )
-        ).scalar()
-        if not allowed:
+        grants = principal.scopes("archive_folder", "manage")
+        if not await _holds(session, scopes.students(principal, grants, literal(student_id))):
             raise Forbidden()
         folder = await queue.student_folder(session, student_id)
         return await _map(session, principal, folder, case_year, case_sequence)

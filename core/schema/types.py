@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Sequence
 from datetime import date, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import strawberry
 
@@ -134,8 +134,35 @@ class SchoolYear(Node):
         )
 
 
+P = TypeVar("P", bound="_ContactDetails")
+
+
+class _ContactDetails:
+    """Building Employee and Guardian objects: their e-mail and phone are plain fields,
+    filled in or left null when the object is built, by the field permission
+    `_contact_resource` (checked for a whole list of rows at once)."""
+
+    _contact_resource: ClassVar[str]
+
+    @classmethod
+    def of(cls: type[P], row: PersonRow, contact: bool) -> P:
+        return cls(  # type: ignore[call-arg]
+            id=strawberry.ID(ids.encode(cls.__name__, row.id)),
+            name=row.name,
+            email=row.email if contact else None,
+            phone=row.mobile if contact else None,
+            _row=row,
+        )
+
+    @classmethod
+    def many(cls: type[P], info: Info, rows: Sequence[PersonRow]) -> list[P] | Awaitable[list[P]]:
+        """Objects for `rows`, with contact details where the caller may see them."""
+        allowed = info.context.loaders.fields_allowed(cls._contact_resource, [r.id for r in rows])
+        return then(allowed, lambda flags: [cls.of(r, a) for r, a in zip(rows, flags, strict=True)])
+
+
 @strawberry.type(description="An employee of a school or of the municipality.")
-class Employee(Node):
+class Employee(_ContactDetails, Node):
     name: str
     email: str | None = strawberry.field(
         description="Null unless you may see employees' contact details."
@@ -144,24 +171,7 @@ class Employee(Node):
         description="Mobile number. Null unless you may see contact details."
     )
     _row: strawberry.Private[PersonRow]
-
-    @classmethod
-    def of(cls, row: PersonRow, contact: bool) -> Employee:
-        return cls(
-            id=strawberry.ID(ids.encode("Employee", row.id)),
-            name=row.name,
-            email=row.email if contact else None,
-            phone=row.mobile if contact else None,
-            _row=row,
-        )
-
-    @classmethod
-    def many(
-        cls, info: Info, rows: Sequence[PersonRow]
-    ) -> list[Employee] | Awaitable[list[Employee]]:
-        """Objects for `rows`, with contact details where the caller may see them."""
-        allowed = info.context.loaders.fields_allowed("employee_contact", [r.id for r in rows])
-        return then(allowed, lambda flags: [cls.of(r, a) for r, a in zip(rows, flags, strict=True)])
+    _contact_resource = "employee_contact"
 
     @strawberry.field(description="Fødselsnummer. Restricted; reading it is audited.")
     def national_id(self, info: Info) -> str | None:
@@ -169,7 +179,7 @@ class Employee(Node):
 
 
 @strawberry.type(description="A guardian (foresatt) with parental responsibility.")
-class Guardian(Node):
+class Guardian(_ContactDetails, Node):
     name: str
     email: str | None = strawberry.field(
         description="Null unless you may see guardians' contact details."
@@ -178,24 +188,7 @@ class Guardian(Node):
         description="Mobile number. Null unless you may see contact details."
     )
     _row: strawberry.Private[PersonRow]
-
-    @classmethod
-    def of(cls, row: PersonRow, contact: bool) -> Guardian:
-        return cls(
-            id=strawberry.ID(ids.encode("Guardian", row.id)),
-            name=row.name,
-            email=row.email if contact else None,
-            phone=row.mobile if contact else None,
-            _row=row,
-        )
-
-    @classmethod
-    def many(
-        cls, info: Info, rows: Sequence[PersonRow]
-    ) -> list[Guardian] | Awaitable[list[Guardian]]:
-        """Objects for `rows`, with contact details where the caller may see them."""
-        allowed = info.context.loaders.fields_allowed("guardian_contact", [r.id for r in rows])
-        return then(allowed, lambda flags: [cls.of(r, a) for r, a in zip(rows, flags, strict=True)])
+    _contact_resource = "guardian_contact"
 
     @strawberry.field(description="Restricted; reading it is audited.")
     def address(self, info: Info) -> Address | None:

@@ -27,6 +27,7 @@ from core.schema import ids
 from core.schema.context import Info
 from core.schema.documents import Document, PersonRef, _person_ref
 from core.schema.errors import forbidden, not_found
+from core.schema.filters import optional_pk
 from core.schema.types import School
 
 
@@ -391,10 +392,9 @@ class AbsenceQuery:
     ) -> list[EmergencySms]:
         principal = info.context.require("emergency_sms", "read")
         statement = select(EmergencySmsModel).where(emergency_service.readable(principal))
-        if school_id is not None:
-            statement = statement.where(
-                EmergencySmsModel.school_id == ids.decode_pk(school_id, "School")
-            )
+        school_pk = await optional_pk(info, school_id, "School")
+        if school_pk is not None:
+            statement = statement.where(EmergencySmsModel.school_id == school_pk)
         rows = await info.context.db.execute(
             statement.order_by(EmergencySmsModel.id.desc()).limit(100)
         )

@@ -23,6 +23,7 @@ from core.models import School as SchoolModel
 from core.schema import ids
 from core.schema.context import Info
 from core.schema.errors import forbidden, not_found
+from core.schema.filters import optional_pk
 from core.schema.pagination import check_first, newest_first
 from core.schema.types import Node, PageInfo
 
@@ -250,10 +251,6 @@ class ArchiveCount:
     dismissed: int
 
 
-def _school_pk(school: strawberry.ID | None) -> int | None:
-    return ids.decode_pk(school, "School") if school is not None else None
-
-
 @strawberry.type
 class ArchiveQuery:
     @strawberry.field(
@@ -274,7 +271,7 @@ class ArchiveQuery:
         statement = select(EntryModel).where(service.entries_in_scope(principal))
         if status is not None:
             statement = statement.where(EntryModel.status == StatusModel(status.value))
-        school_pk = _school_pk(school)
+        school_pk = await optional_pk(info, school, "School")
         if school_pk is not None:
             statement = statement.where(EntryModel.school_id == school_pk)
         page = await newest_first(ctx.db, statement, EntryModel.id, first=size, after=after)
@@ -300,7 +297,7 @@ class ArchiveQuery:
             .group_by(EntryModel.school_id, SchoolModel.name, EntryModel.status)
             .order_by(SchoolModel.name)
         )
-        school_pk = _school_pk(school)
+        school_pk = await optional_pk(info, school, "School")
         if school_pk is not None:
             statement = statement.where(EntryModel.school_id == school_pk)
         counts: dict[int, dict[str, Any]] = {}
@@ -328,7 +325,7 @@ class ArchiveQuery:
         statement = select(FolderModel).where(service.folders_in_scope(principal))
         if kind is not None:
             statement = statement.where(FolderModel.kind == kind.value)
-        school_pk = _school_pk(school)
+        school_pk = await optional_pk(info, school, "School")
         if school_pk is not None:
             statement = statement.where(FolderModel.school_id == school_pk)
         rows = (await ctx.db.execute(statement.order_by(FolderModel.id).limit(500))).scalars()

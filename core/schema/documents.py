@@ -22,6 +22,7 @@ from core.models import Person
 from core.schema import ids
 from core.schema.context import Info
 from core.schema.errors import bad_input, forbidden, not_found
+from core.schema.filters import optional_pk
 from core.schema.pagination import check_first, newest_first
 from core.schema.types import Node, PageInfo
 
@@ -352,10 +353,9 @@ class DocumentQuery:
             service.visible_documents(ctx.principal, ctx.state.doctypes)
         )
         if filter is not None:
-            if filter.student_id is not None:
-                statement = statement.where(
-                    DocumentModel.student_id == ids.decode_pk(filter.student_id, "Student")
-                )
+            student_pk = await optional_pk(info, filter.student_id, "Student")
+            if student_pk is not None:
+                statement = statement.where(DocumentModel.student_id == student_pk)
             if filter.doctype is not None:
                 if filter.doctype not in ctx.state.doctypes:
                     raise bad_input(f"Ukjent dokumenttype {filter.doctype!r}.", field="doctype")

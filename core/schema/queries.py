@@ -31,6 +31,7 @@ from core.models import (
 from core.schema import ids
 from core.schema.context import Info
 from core.schema.errors import bad_input, forbidden, not_found
+from core.schema.filters import existing_pk
 from core.schema.loaders import selected, settled
 from core.schema.pagination import check_first, encode_cursor, newest_first, paginate
 from core.schema.rows import PERSON_COLUMNS, STUDENT_COLUMNS, PersonRow, StudentRow
@@ -166,19 +167,6 @@ def _search(search: str | None) -> ColumnElement[bool] | None:
     return full_name.like(pattern, escape="\\")
 
 
-_MISSING = {"School": "Skolen", "Group": "Gruppen"}
-
-
-async def _existing(info: Info, model: Any, global_id: str, type_name: str) -> int:
-    """The primary key of a filter's ID; NOT_FOUND when no such record exists at all (an
-    existing one outside the caller's scope just filters everything out)."""
-    pk = ids.decode_pk(global_id, type_name)
-    found = await info.context.db.execute(select(exists().where(model.id == pk)))
-    if not found.scalar():
-        raise not_found(_MISSING[type_name])
-    return pk
-
-
 def _student_statement(info: Info) -> Select[Any]:
     loaders = info.context.loaders
     return (
@@ -240,7 +228,7 @@ async def _person_connection(
         statement = statement.where(Person.id.in_(select(Employment.person_id)))
     if filter is not None:
         if filter.school_id is not None:
-            school_pk = await _existing(info, SchoolModel, filter.school_id, "School")
+            school_pk = await existing_pk(info, filter.school_id, "School")
             if kind == "guardian":
                 statement = statement.where(
                     Person.id.in_(
@@ -349,10 +337,10 @@ class Query:
         statement = _student_statement(info)
         if filter is not None:
             if filter.school_id is not None:
-                school_pk = await _existing(info, SchoolModel, filter.school_id, "School")
+                school_pk = await existing_pk(info, filter.school_id, "School")
                 statement = statement.where(Enrolment.school_id == school_pk)
             if filter.group_id is not None:
-                group_pk = await _existing(info, GroupModel, filter.group_id, "Group")
+                group_pk = await existing_pk(info, filter.group_id, "Group")
                 statement = statement.where(
                     Person.id.in_(
                         select(GroupMembership.student_id).where(
@@ -455,7 +443,7 @@ class Query:
             ctx.loaders.group_condition(),
         )
         if school_id is not None:
-            school_pk = await _existing(info, SchoolModel, school_id, "School")
+            school_pk = await existing_pk(info, school_id, "School")
             statement = statement.where(GroupModel.school_id == school_pk)
         if kind is not None:
             statement = statement.where(GroupModel.kind == kind.value)

@@ -11,10 +11,13 @@ from sqlalchemy import select
 from core.messages import statistics as stats
 from core.models import School as SchoolModel
 from core.models import SchoolYear
-from core.schema import ids
 from core.schema.context import Info
-from core.schema.errors import forbidden
+from core.schema.errors import bad_input, forbidden
+from core.schema.filters import optional_pk
 from core.schema.types import School
+
+# No school used Tavle before this; a date before it is a typo, not a question.
+EARLIEST_SINCE = date(2000, 1, 1)
 
 
 @strawberry.type(
@@ -86,7 +89,7 @@ class StatisticsQuery:
         ctx = info.context
         principal = ctx.require("statistics", "read")
         db = ctx.db
-        school_pk = ids.decode_pk(school_id, "School") if school_id else None
+        school_pk = await optional_pk(info, school_id, "School")
         if school_pk is not None:
             allowed = (
                 await db.execute(
@@ -98,6 +101,10 @@ class StatisticsQuery:
             ).first()
             if allowed is None:
                 raise forbidden("Du har ikke tilgang til statistikken for denne skolen.")
+        if since is not None and not EARLIEST_SINCE <= since <= date.today():
+            raise bad_input(
+                f"`since` må være fra {EARLIEST_SINCE.isoformat()} til i dag.", field="since"
+            )
         if since is None:
             since = (
                 await db.execute(select(SchoolYear.starts_on).where(SchoolYear.is_current))

@@ -1,5 +1,5 @@
-"""Bad input on every argument of the read API and of grantRole/revokeRole: each gets
-a clear `extensions.code` and a message, never a stack trace, SQL or a driver error;
+"""Bad input on every ID argument and paginated list, and on the read API's filters: each
+gets a clear `extensions.code` and a message, never a stack trace, SQL or a driver error;
 failed mutations change nothing."""
 
 from __future__ import annotations
@@ -11,11 +11,22 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from core.models import RoleAssignment
+from core.models import (
+    Absence,
+    ArchiveEntry,
+    ArchiveFolder,
+    Delivery,
+    Document,
+    Message,
+    MessageRecipient,
+    Remark,
+    RoleAssignment,
+)
 from core.schema import ids
 from tests.conftest import error_codes
 
 ADMIN = "kommuneadmin"
+SCHOOL_ADMIN = "rektor.nordby"
 LEAKS = (
     "Traceback",
     'File "',
@@ -60,8 +71,9 @@ MALFORMED_IDS = [
 UNKNOWN_PK = 2**31 - 1  # well-formed, but no such row
 
 # Every argument that takes an ID: (operation, the ID's type, the code for a well-formed
-# ID that names no record). Variables carry the input, as a client sends it.
-ID_ARGUMENTS: list[tuple[str, str, str | None]] = [
+# ID that names no record[, who asks: the municipality administrator unless named, as
+# absence is the schools' alone]). Variables carry the input, as a client sends it.
+ID_ARGUMENTS: list[tuple[str, str, str | None] | tuple[str, str, str | None, str]] = [
     ("query($v: ID!) { school(id: $v) { id } }", "School", "NOT_FOUND"),
     ("query($v: ID!) { student(id: $v) { id } }", "Student", "NOT_FOUND"),
     ("query($v: ID!) { guardian(id: $v) { id } }", "Guardian", "NOT_FOUND"),
@@ -104,6 +116,72 @@ ID_ARGUMENTS: list[tuple[str, str, str | None]] = [
         "NOT_FOUND",
     ),
     ("mutation($v: ID!) { revokeRole(id: $v) { id } }", "RoleAssignment", "NOT_FOUND"),
+    # Documents, messages, absence, emergency SMS, statistics and the archive.
+    ("query($v: ID!) { document(id: $v) { id } }", "Document", "NOT_FOUND"),
+    (
+        "query($v: ID) { documents(filter: {studentId: $v}) { totalCount } }",
+        "Student",
+        "NOT_FOUND",
+    ),
+    ("query($v: ID!) { message(id: $v) { id } }", "Message", "NOT_FOUND"),
+    ("query($v: ID!) { emergencySms(id: $v) { id } }", "EmergencySms", "NOT_FOUND"),
+    ("query($v: ID) { emergencySmsList(schoolId: $v) { id } }", "School", "NOT_FOUND"),
+    (
+        'query($v: ID!) { absenceReport(studentId: $v, from: "2026-08-17", to: "2026-11-20")'
+        " { from } }",
+        "Student",
+        "NOT_FOUND",
+        SCHOOL_ADMIN,
+    ),
+    (
+        'query($v: ID!) { remarkReport(studentId: $v, from: "2026-08-17", to: "2026-11-20")'
+        " { from } }",
+        "Student",
+        "NOT_FOUND",
+        SCHOOL_ADMIN,
+    ),
+    ("query($v: ID) { communicationStatistics(schoolId: $v) { since } }", "School", "NOT_FOUND"),
+    ("query($v: ID) { archiveLog(school: $v) { totalCount } }", "School", "NOT_FOUND"),
+    ("query($v: ID) { archiveCounts(school: $v) { queued } }", "School", "NOT_FOUND"),
+    ("query($v: ID) { archiveFolders(school: $v) { id } }", "School", "NOT_FOUND"),
+    ("mutation($v: ID!) { finalizeDocument(id: $v) { id } }", "Document", "NOT_FOUND"),
+    ("mutation($v: ID!) { sendDocument(id: $v) { id } }", "Document", "NOT_FOUND"),
+    (
+        "mutation($v: ID!) { updateDocument(input: {id: $v, fields: {}}) { id } }",
+        "Document",
+        "NOT_FOUND",
+    ),
+    (
+        'mutation($v: ID!) { deleteDocument(input: {id: $v, reason: "Feil"}) { id } }',
+        "Document",
+        "NOT_FOUND",
+    ),
+    (
+        "mutation($v: ID!) { createAbsenceYearReport(input: {studentId: $v}) { id } }",
+        "Student",
+        "NOT_FOUND",
+        SCHOOL_ADMIN,
+    ),
+    ("mutation($v: ID!) { markMessageRead(id: $v) { id } }", "Message", "NOT_FOUND"),
+    (
+        'mutation($v: ID!) { replyToMessage(input: {messageId: $v, body: "Hei"}) { id } }',
+        "Message",
+        "NOT_FOUND",
+    ),
+    ("mutation($v: ID!) { archiveDocument(id: $v) { id } }", "Document", "NOT_FOUND"),
+    ("mutation($v: ID!) { requeueArchiveEntry(id: $v) { id } }", "ArchiveEntry", "NOT_FOUND"),
+    (
+        'mutation($v: ID!) { dismissArchiveEntry(input: {id: $v, reason: "Feil"}) { id } }',
+        "ArchiveEntry",
+        "NOT_FOUND",
+    ),
+    ("mutation($v: ID!) { closeSchoolFolder(id: $v) { id } }", "ArchiveFolder", "NOT_FOUND"),
+    (
+        "mutation($v: ID!) { mapStudentFolder(input: {studentId: $v, caseYear: 2026,"
+        " caseSequence: 1}) { id } }",
+        "Student",
+        "NOT_FOUND",
+    ),
 ]
 
 
@@ -119,22 +197,54 @@ def assert_error(body: dict[str, Any], code: str, context: object = None) -> Non
     assert data is None or all(v in (None, []) for v in data.values()), (context, data)
 
 
+# What a mutation writes. (Not the audit log or session tokens: logging in as a test
+# persona writes those.)
+WRITTEN = [
+    RoleAssignment,
+    Document,
+    Delivery,
+    ArchiveEntry,
+    ArchiveFolder,
+    Message,
+    MessageRecipient,
+    Absence,
+    Remark,
+]
+
+
 @pytest.fixture(scope="module")
 async def role_count(sessions):
-    """The number of role assignments now: a failed mutation must leave it unchanged."""
+    """The rows of every table a mutation writes, and the documents' states: a failed
+    mutation must leave them unchanged."""
 
-    async def count() -> int:
+    async def count() -> tuple[Any, ...]:
         async with sessions() as session:
-            return await session.scalar(select(func.count()).select_from(RoleAssignment))
+            counts = [
+                await session.scalar(select(func.count()).select_from(model)) for model in WRITTEN
+            ]
+            states = (
+                await session.execute(
+                    select(Document.id, Document.status, Document.deleted_at).order_by(Document.id)
+                )
+            ).all()
+            folders = (
+                await session.execute(
+                    select(ArchiveFolder.id, ArchiveFolder.closed, ArchiveFolder.case_sequence)
+                )
+            ).all()
+            entries = (await session.execute(select(ArchiveEntry.id, ArchiveEntry.status))).all()
+            return (*counts, states, sorted(folders), sorted(entries))
 
     return count
 
 
-@pytest.mark.parametrize(("operation", "type_name", "unknown"), ID_ARGUMENTS)
-async def test_id_arguments(gql, role_count, operation, type_name, unknown):
+@pytest.mark.parametrize("argument", ID_ARGUMENTS, ids=lambda a: a[0])
+async def test_id_arguments(gql, role_count, argument):
+    operation, type_name, unknown = argument[:3]
+    user = argument[3] if len(argument) > 3 else ADMIN
     before = await role_count()
     for value in MALFORMED_IDS:
-        body = await gql.query(ADMIN, operation, {"v": value})
+        body = await gql.query(user, operation, {"v": value})
         assert_error(body, "BAD_USER_INPUT", value)
     # A well-formed ID of another type is bad input too, not "not found" (`node` takes
     # every type it can return, but not a delivery, which is no Node, or an unknown type).
@@ -142,9 +252,9 @@ async def test_id_arguments(gql, role_count, operation, type_name, unknown):
     if "node(" not in operation:
         others.append("Group" if type_name != "Group" else "School")
     for other in others:
-        body = await gql.query(ADMIN, operation, {"v": ids.encode(other, 1)})
+        body = await gql.query(user, operation, {"v": ids.encode(other, 1)})
         assert_error(body, "BAD_USER_INPUT", other)
-    body = await gql.query(ADMIN, operation, {"v": ids.encode(type_name, UNKNOWN_PK)})
+    body = await gql.query(user, operation, {"v": ids.encode(type_name, UNKNOWN_PK)})
     if unknown is None:
         assert not body.get("errors"), body
     else:
@@ -175,7 +285,15 @@ BAD_CURSORS = [
     cursor(["x" * 2000, "Emma", 1]),
 ]
 # Every paginated list of the read API, with its first page's selection.
-CONNECTIONS = ["students", "guardians", "employees", "auditLog"]
+CONNECTIONS = [
+    "students",
+    "guardians",
+    "employees",
+    "auditLog",
+    "documents",
+    "messages",
+    "archiveLog",
+]
 
 
 @pytest.mark.parametrize("connection", CONNECTIONS)
@@ -224,6 +342,11 @@ async def test_first_and_after(gql, connection):
         ("{ auditLog(filter: {action: 5}) { totalCount } }", {}),
         ('mutation { grantRole(input: {role: "laerer"}) { id } }', {}),
         ('mutation { grantRole(input: {personId: "x"}) { id } }', {}),
+        ("query($d: Date) { communicationStatistics(since: $d) { since } }", {"d": "1999-12-31"}),
+        ("query($d: Date) { communicationStatistics(since: $d) { since } }", {"d": "9999-12-31"}),
+        ("query($d: Date) { communicationStatistics(since: $d) { since } }", {"d": "2026-13-01"}),
+        ("query($s: ArchiveStatus) { archiveLog(status: $s) { totalCount } }", {"s": "queued"}),
+        ("query($s: DocumentStatus) { documents(filter: {status: $s}) { totalCount } }", {"s": 1}),
     ],
 )
 async def test_bad_filter_and_argument_values(gql, operation, variables):

@@ -599,3 +599,30 @@ async def test_worker_refuses_sensitive_content_on_a_channel_not_fit_for_it(
     assert row.status == DeliveryStatus.FAILED and row.attempts == 1
     assert "SvarUt" in (row.last_error or "")
     assert await _messages_of(sessions, [delivery_id]) == 0
+
+
+# Editing a draft: only within the caller's scope
+
+
+async def test_nobody_outside_the_students_scope_edits_a_draft(
+    gql: Any, sessions: Any, state: Any, emma: str
+) -> None:
+    draft = await _created(gql, state, TEACHER, NOTE, emma)
+    gid = draft["id"]
+    pk = decode_pk(gid, "Document")
+    async with sessions() as s:
+        before = (
+            await s.execute(select(Document.fields, Document.updated_at).where(Document.id == pk))
+        ).one()
+    edited = {**_fields(state, NOTE), "emne": "Endret av en uvedkommende"}
+    # Another class's teacher, another school's principal and administrator, a guardian
+    # of another child, and a student: none of them may even see the draft.
+    outsiders = ("laerer.nordby.6b", "rektor.sorby", VESTBY_ADMIN, OTHER_GUARDIAN, STUDENT)
+    for username in outsiders:
+        result = await gql.query(username, UPDATE, {"input": {"id": gid, "fields": edited}})
+        assert error_codes(result) == ["FORBIDDEN"], (username, result)
+    async with sessions() as s:
+        after = (
+            await s.execute(select(Document.fields, Document.updated_at).where(Document.id == pk))
+        ).one()
+    assert after == before

@@ -251,3 +251,29 @@ def test_cli_refuses_a_bad_schedule(monkeypatch, capsys) -> None:
         main(["archive", "run"])
     assert exit_.value.code == 1
     assert "ugyldig cron-uttrykk" in capsys.readouterr().err
+
+
+async def test_archive_counts_show_only_the_callers_schools(gql, app, emma) -> None:
+    # At least one Nordby entry exists (queued when finalized).
+    await _finalized(gql, app, TEACHER, "fravaersvarsel", emma)
+    nordby = {c["schoolName"] for c in (await gql.data(ADMIN, COUNTS))["archiveCounts"]}
+    assert nordby == {"Nordby skole"}
+    everyone = {c["schoolName"] for c in (await gql.data("kommuneadmin", COUNTS))["archiveCounts"]}
+    assert "Nordby skole" in everyone
+    # Another school's administrator sees none of Nordby's, not even when asking for it.
+    other = {
+        c["schoolName"] for c in (await gql.data("skoleadmin.vestby", COUNTS))["archiveCounts"]
+    }
+    assert "Nordby skole" not in other
+    schools = (await gql.data("kommuneadmin", "{ schools { id name } }"))["schools"]
+    nordby_id = next(s["id"] for s in schools if s["name"] == "Nordby skole")
+    asked = await gql.data(
+        "skoleadmin.vestby",
+        "query($s: ID) { archiveCounts(school: $s) { schoolName } }",
+        {"s": nordby_id},
+    )
+    assert asked["archiveCounts"] == []
+    # Teachers, a principal without the administrator role, guardians and students have
+    # no archive log at all.
+    for username in (TEACHER, "rektor.sorby", "foresatt.hansen", "elev.noah.hansen"):
+        assert error_codes(await gql.query(username, COUNTS)) == ["FORBIDDEN"], username

@@ -34,6 +34,7 @@ every check it makes, runs as before; only the wrapper is cheaper.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -146,6 +147,12 @@ def install_fast_resolvers(schema: Schema) -> tuple[int, int]:
                 field.resolve = direct
                 method_count += 1
     return plain_count, method_count
+
+
+@functools.cache
+def _is_async(function: Callable[..., Any]) -> bool:
+    # Asked for every object completed: inspect's answer, once per is_type_of.
+    return inspect.iscoroutinefunction(function)
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,7 +345,7 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
         is_type_of = object_type.is_type_of
         if is_type_of is None:
             return True
-        if inspect.iscoroutinefunction(is_type_of):
+        if _is_async(is_type_of):
             return False  # only the general path awaits it
         try:
             answer = is_type_of(value, info)

@@ -11,6 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.models import AuditEvent
 from core.models.base import utcnow
 
+# Built once; a plain table insert (the ORM's bulk insert machinery did per-row work
+# here for nothing: the events are never loaded back as objects in the same session).
+_INSERT_EVENTS = insert(AuditEvent.__table__)
+
 
 async def record(
     session: AsyncSession,
@@ -51,4 +55,4 @@ async def record_many(session: AsyncSession, events: list[dict[str, Any]]) -> No
         }
         for e in events
     ]
-    await session.execute(insert(AuditEvent), rows)
+    await session.execute(_INSERT_EVENTS, rows)

@@ -13,7 +13,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, insert, not_, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    insert,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
@@ -188,11 +200,14 @@ def _visible_documents(principal: Principal, private: Sequence[str]) -> ColumnEl
 
 
 def _covering(
-    principal: Principal, student_id: int, *grant_sets: tuple[ScopedGrant, ...]
+    principal: Principal,
+    student: ColumnElement[int] | BindParameter[int],
+    *grant_sets: tuple[ScopedGrant, ...],
 ) -> ColumnElement[bool] | None:
     """SQL condition: every one of `grant_sets` covers the student (finalizing needs both
-    document:finalize and the doctype's own permission, not either of them). None when a
-    set is empty: then nothing covers the student."""
+    document:finalize and the doctype's own permission, not either of them). `student` is
+    a column of the statement or a bound parameter. None when a set is empty: then
+    nothing covers the student."""
     conditions = []
     for grants in grant_sets:
         if not grants:
@@ -201,10 +216,32 @@ def _covering(
             scopes.students(principal, _distinct(grants), Enrolment.student_id, Enrolment.school_id)
         )
     return exists().where(
-        Enrolment.student_id == student_id,
+        Enrolment.student_id == student,
         Enrolment.school_year_id == principal.current_school_year_id,
         *conditions,
     )
+
+
+# Whole statements that depend on the caller, built once per caller and run with bound
+# parameters for the rest. Building them (SQLAlchemy expression construction, then the
+# cache key over the whole tree) was about half the CPU time of a finalize request; see
+# core/access/memo.py for why sharing them is safe.
+_STATEMENTS = ConditionMemo(max_entries=1024)
+
+
+def _caller_statement(
+    principal: Principal, purpose: str, extra: tuple[Any, ...], build: Any
+) -> Any:
+    """`build()`, remembered per caller (person, school year, grants, policy), `purpose`
+    and `extra` (hashable: grant sets, doctype keys)."""
+    values = (
+        purpose,
+        principal.person_id,
+        principal.current_school_year_id,
+        principal.grants,
+        extra,
+    )
+    return _STATEMENTS.get_or_build(values, (principal.policy,), build)
 
 
 async def _covers(
@@ -213,10 +250,14 @@ async def _covers(
     student_id: int,
     *grant_sets: tuple[ScopedGrant, ...],
 ) -> bool:
-    condition = _covering(principal, student_id, *grant_sets)
-    if condition is None:
+    def build() -> Select[Any] | None:
+        condition = _covering(principal, bindparam("covered_student_id"), *grant_sets)
+        return None if condition is None else select(condition)
+
+    statement = _caller_statement(principal, "covers", grant_sets, build)
+    if statement is None:
         return False
-    return bool((await session.execute(select(condition))).scalar())
+    return bool((await session.execute(statement, {"covered_student_id": student_id})).scalar())
 
 
 NOT_YOURS = "Du har ikke tilgang til å gjøre dette for denne eleven."
@@ -277,13 +318,17 @@ async def _load_for_change(
 ) -> Document:
     """The document, when the caller may see it; otherwise NOT_FOUND or FORBIDDEN. The
     common case is one statement; only a refusal asks again whether the row exists."""
-    document = (
-        await session.execute(
-            select(Document).where(
-                Document.id == document_id, visible_documents(principal, state.doctypes)
-            )
-        )
-    ).scalar_one_or_none()
+    private = tuple(application_keys(state.doctypes))
+    statement = _caller_statement(
+        principal,
+        "load_document",
+        private,
+        lambda: select(Document).where(
+            Document.id == bindparam("document_id"),
+            visible_documents(principal, state.doctypes),
+        ),
+    )
+    document = (await session.execute(statement, {"document_id": document_id})).scalar_one_or_none()
     if document is not None:
         return document
     exists_row = (
@@ -424,12 +469,9 @@ class _LetterFacts:
     allowed: bool
 
 
-async def _letter_facts(
-    session: AsyncSession, document_id: int, signer_id: int, allowed: ColumnElement[bool]
-) -> _LetterFacts:
-    """The student (with grade and class in the document's school year), school,
-    municipality, author and signer of a document, and whether the SQL condition
-    `allowed` holds: one statement, not one per row."""
+def _letter_facts_statement(allowed: ColumnElement[bool]) -> Select[Any]:
+    """The letter's facts of document :document_id, signed by :signer_id, and whether
+    `allowed` (a condition over the document's columns) holds."""
     student, author, signer = _STUDENT, _AUTHOR, _SIGNER
     grade = (
         select(Enrolment.grade)
@@ -451,29 +493,52 @@ async def _letter_facts(
         .limit(1)
         .scalar_subquery()
     )
+    return (
+        select(
+            student.given_name,
+            student.family_name,
+            student.birth_date,
+            grade,
+            class_name,
+            School.name,
+            Municipality.name,
+            author.given_name,
+            author.family_name,
+            signer.given_name,
+            signer.family_name,
+            allowed,
+        )
+        .select_from(Document)
+        .join(student, student.id == Document.student_id)
+        .join(School, School.id == Document.school_id)
+        .outerjoin(Municipality, Municipality.id == School.municipality_id)
+        .join(author, author.id == Document.created_by_id)
+        .join(signer, signer.id == bindparam("signer_id"))
+        .where(Document.id == bindparam("document_id"))
+    )
+
+
+async def _letter_facts(
+    session: AsyncSession,
+    principal: Principal,
+    document_id: int,
+    grant_sets: tuple[tuple[ScopedGrant, ...], ...],
+) -> _LetterFacts | None:
+    """The student (with grade and class in the document's school year), school,
+    municipality, author and signer (the caller) of a document, and whether every one of
+    `grant_sets` covers its student: one statement, not one per row. None when a grant
+    set is empty (nothing covers the student)."""
+
+    def build() -> Select[Any] | None:
+        allowed = _covering(principal, Document.student_id, *grant_sets)
+        return None if allowed is None else _letter_facts_statement(allowed)
+
+    statement = _caller_statement(principal, "letter_facts", grant_sets, build)
+    if statement is None:
+        return None
     row = (
         await session.execute(
-            select(
-                student.given_name,
-                student.family_name,
-                student.birth_date,
-                grade,
-                class_name,
-                School.name,
-                Municipality.name,
-                author.given_name,
-                author.family_name,
-                signer.given_name,
-                signer.family_name,
-                allowed,
-            )
-            .select_from(Document)
-            .join(student, student.id == Document.student_id)
-            .join(School, School.id == Document.school_id)
-            .outerjoin(Municipality, Municipality.id == School.municipality_id)
-            .join(author, author.id == Document.created_by_id)
-            .join(signer, signer.id == signer_id)
-            .where(Document.id == document_id)
+            statement, {"document_id": document_id, "signer_id": principal.person_id}
         )
     ).one()
     return _LetterFacts(
@@ -487,6 +552,40 @@ async def _letter_facts(
         signer_name=f"{row[9]} {row[10]}",
         allowed=bool(row[11]),
     )
+
+
+_DOCUMENT = Document.__table__
+
+# The writes of finalize and send, built once (plain table statements with bound
+# parameters: no per-call expression building, and no ORM synchronisation of the
+# session, which these services do themselves with set_committed_value).
+_SIGN = (
+    update(_DOCUMENT)
+    .where(
+        _DOCUMENT.c.id == bindparam("document_id"),
+        _DOCUMENT.c.status == DocumentStatus.DRAFT,
+        _DOCUMENT.c.updated_at == bindparam("read_version"),
+    )
+    .values(
+        status=DocumentStatus.FINALIZED,
+        fields=bindparam("signed_fields"),
+        html=bindparam("signed_html"),
+        pdf=bindparam("signed_pdf"),
+        pdf_sha256=bindparam("signed_sha256"),
+        finalized_at=bindparam("signed_at"),
+        finalized_by_id=bindparam("signer_id"),
+        updated_at=bindparam("signed_at"),
+    )
+)
+_MARK_SENT = (
+    update(_DOCUMENT)
+    .where(
+        _DOCUMENT.c.id == bindparam("document_id"),
+        _DOCUMENT.c.status == DocumentStatus.FINALIZED,
+    )
+    .values(status=DocumentStatus.SENT, sent_at=bindparam("now"), updated_at=bindparam("now"))
+)
+_INSERT_DELIVERIES = insert(Delivery.__table__)
 
 
 async def finalize_document(state: Any, principal: Principal, document_id: int) -> Document:
@@ -503,12 +602,9 @@ async def finalize_document(state: Any, principal: Principal, document_id: int) 
         needed = [author_grants(principal, doctype)]
         if not is_application(doctype):
             needed.append(_staff_grants(principal, "document", "finalize"))
-        covering = _covering(principal, document.student_id, *needed)
-        if covering is None:
-            raise Forbidden(NOT_YOURS)
         # The permission check rides along with what the letter needs: one statement.
-        facts = await _letter_facts(session, document_id, principal.person_id, covering)
-        if not facts.allowed:
+        facts = await _letter_facts(session, principal, document_id, tuple(needed))
+        if facts is None or not facts.allowed:
             raise Forbidden(NOT_YOURS)
         if document.status != DocumentStatus.DRAFT:
             raise BadInput("Dokumentet er allerede ferdigstilt.", field="id")
@@ -551,13 +647,17 @@ async def finalize_document(state: Any, principal: Principal, document_id: int) 
             "updated_at": signed_at,
         }
         result = await session.execute(
-            update(Document)
-            .where(
-                Document.id == document_id,
-                Document.status == DocumentStatus.DRAFT,
-                Document.updated_at == read_version,
-            )
-            .values(**signed)
+            _SIGN,
+            {
+                "document_id": document_id,
+                "read_version": read_version,
+                "signed_fields": cleaned,
+                "signed_html": rendered.html,
+                "signed_pdf": rendered.pdf,
+                "signed_sha256": rendered.sha256,
+                "signed_at": signed_at,
+                "signer_id": principal.person_id,
+            },
         )
         if result.rowcount != 1:
             raise BadInput(
@@ -583,6 +683,17 @@ async def finalize_document(state: Any, principal: Principal, document_id: int) 
     return document
 
 
+_GUARDIANS_OF = (
+    select(Person)
+    .join(Guardianship, Guardianship.guardian_id == Person.id)
+    .where(
+        Guardianship.student_id == bindparam("student_id"),
+        Guardianship.parental_responsibility.is_(True),
+    )
+    .order_by(Person.id)
+)
+
+
 async def _recipients(session: AsyncSession, doctype: Any, student_id: int) -> list[Person]:
     people: list[Person] = []
     if doctype.recipients in ("student", "student_and_guardians"):
@@ -590,19 +701,7 @@ async def _recipients(session: AsyncSession, doctype: Any, student_id: int) -> l
         if student is not None:
             people.append(student)
     if doctype.recipients in ("guardians", "student_and_guardians"):
-        people += list(
-            (
-                await session.execute(
-                    select(Person)
-                    .join(Guardianship, Guardianship.guardian_id == Person.id)
-                    .where(
-                        Guardianship.student_id == student_id,
-                        Guardianship.parental_responsibility.is_(True),
-                    )
-                    .order_by(Person.id)
-                )
-            ).scalars()
-        )
+        people += list((await session.execute(_GUARDIANS_OF, {"student_id": student_id})).scalars())
     return people
 
 
@@ -638,16 +737,14 @@ async def send_document(state: Any, principal: Principal, document_id: int) -> D
         now = utcnow()
         # Only a finalized document is sent: of two concurrent sends, one loses here before
         # it writes any delivery (and not on the unique (document, recipient, channel)).
-        result = await session.execute(
-            update(Document)
-            .where(Document.id == document.id, Document.status == DocumentStatus.FINALIZED)
-            .values(status=DocumentStatus.SENT, sent_at=now, updated_at=now)
-        )
+        result = await session.execute(_MARK_SENT, {"document_id": document.id, "now": now})
         if result.rowcount != 1:
             raise BadInput("Dokumentet er allerede sendt.", field="id")
+        for key, value in (("status", DocumentStatus.SENT), ("sent_at", now), ("updated_at", now)):
+            set_committed_value(document, key, value)
         # One executemany for all of them (the ids are not needed here).
         await session.execute(
-            insert(Delivery),
+            _INSERT_DELIVERIES,
             [
                 {
                     "document_id": document.id,

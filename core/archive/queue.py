@@ -9,9 +9,10 @@ same student finalized at the same moment share one folder instead of failing.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy import false, literal, select
+from sqlalchemy import bindparam, false, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,45 +52,98 @@ def student_folder_title(student_name: str) -> str:
     return f"Elevmappe - {student_name}"
 
 
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name
+
+
 def _insert(session: AsyncSession, model: Any) -> Any:
-    dialect = session.bind.dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+    return (postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert)(model)
+
+
+# The statements of a queueing, built once (per dialect where the INSERT's ON CONFLICT
+# differs) and run with bound parameters: enqueueing is part of every archived letter's
+# send, and building them per call cost more than running them.
+_ENTRY_OF_DOCUMENT = select(ArchiveEntry).where(
+    ArchiveEntry.document_id == bindparam("document_id")
+)
+_STUDENT_FOLDER = select(ArchiveFolder).where(ArchiveFolder.student_id == bindparam("student_id"))
+
+
+@functools.cache
+def _new_student_folder(dialect: str) -> Any:
+    """INSERT of the student's folder, its title read from the person, returning it as an
+    ArchiveFolder (nothing when the folder exists: a concurrent transaction made it; or
+    no such person). Loaded through `from_statement`, as `_new_entry`."""
+    table = ArchiveFolder.__table__
+    title = literal(student_folder_title("")) + Person.given_name + " " + Person.family_name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(table)
+        .from_select(
+            ["kind", "student_id", "title", "closed", "created_at", "updated_at"],
+            # Typed literals and parameters, so PostgreSQL gets its enum and timestamp types.
+            select(
+                literal(ArchiveFolderKind.STUDENT, table.c.kind.type),
+                Person.id,
+                title,
+                false(),
+                bindparam("folder_now", type_=table.c.created_at.type),
+                bindparam("folder_now", type_=table.c.updated_at.type),
+            ).where(Person.id == bindparam("folder_student_id")),
+        )
+        .on_conflict_do_nothing()
+        .returning(*table.c)
+    )
+    return select(ArchiveFolder).from_statement(statement)
+
+
+@functools.cache
+def _new_entry(dialect: str) -> Any:
+    """INSERT of a queued entry with the school's case owner, returning it as an
+    ArchiveEntry (nothing when a concurrent enqueue made one first). A table INSERT,
+    loaded through `from_statement`, so that the parameters are its bound parameters
+    (an ORM INSERT reads a dict of parameters as rows of a bulk insert)."""
+    table = ArchiveEntry.__table__
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(table)
+        .values(
+            document_id=bindparam("entry_document_id"),
+            school_id=bindparam("entry_school_id"),
+            folder_id=bindparam("entry_folder_id"),
+            status=ArchiveStatus.QUEUED,
+            attempts=0,
+            case_owner=select(School.case_owner_initials)
+            .where(School.id == bindparam("entry_school_id"))
+            .scalar_subquery(),
+            requested_by_id=bindparam("entry_requested_by_id"),
+            created_at=bindparam("entry_now", type_=table.c.created_at.type),
+            updated_at=bindparam("entry_now", type_=table.c.updated_at.type),
+        )
+        .on_conflict_do_nothing()
+        .returning(*table.c)
+    )
+    return select(ArchiveEntry).from_statement(statement)
 
 
 async def student_folder(session: AsyncSession, student_id: int) -> ArchiveFolder:
     """The student's folder, created (locally) on first use: one statement when it
     exists, two when it is made (the title is read from the person inside the INSERT)."""
-    query = select(ArchiveFolder).where(ArchiveFolder.student_id == student_id)
-    found = (await session.execute(query)).scalar_one_or_none()
+    parameters = {"student_id": student_id}
+    found = (await session.execute(_STUDENT_FOLDER, parameters)).scalar_one_or_none()
     if found is not None:
         return found
-    now = utcnow()
-    columns = ArchiveFolder.__table__.c
-    title = literal(student_folder_title("")) + Person.given_name + " " + Person.family_name
     created = (
         await session.execute(
-            _insert(session, ArchiveFolder)
-            .from_select(
-                ["kind", "student_id", "title", "closed", "created_at", "updated_at"],
-                # Typed literals, so PostgreSQL gets its enum and timestamp types.
-                select(
-                    literal(ArchiveFolderKind.STUDENT, columns.kind.type),
-                    Person.id,
-                    title,
-                    false(),
-                    literal(now, columns.created_at.type),
-                    literal(now, columns.updated_at.type),
-                ).where(Person.id == student_id),
-            )
-            .on_conflict_do_nothing()
-            .returning(ArchiveFolder)
+            _new_student_folder(_dialect(session)),
+            {"folder_student_id": student_id, "folder_now": utcnow()},
         )
     ).scalar_one_or_none()
     if created is not None:
         return created
     # Nothing inserted: a concurrent transaction made the folder first, or there is no
     # such person.
-    found = (await session.execute(query)).scalar_one_or_none()
+    found = (await session.execute(_STUDENT_FOLDER, parameters)).scalar_one_or_none()
     if found is None:
         raise BadInput("Eleven finnes ikke.", field="studentId")
     return found
@@ -148,40 +202,28 @@ async def enqueue(
     """Queue `document` for the archive (status queued) unless it already has an entry;
     returns the entry. The case owner is the school's principal's initials now: a new
     principal applies to entries queued after the change."""
-    existing = (
-        await session.execute(select(ArchiveEntry).where(ArchiveEntry.document_id == document.id))
-    ).scalar_one_or_none()
+    of_document = {"document_id": document.id}
+    existing = (await session.execute(_ENTRY_OF_DOCUMENT, of_document)).scalar_one_or_none()
     if existing is not None:
         return existing
     folder = await folder_for(session, doctype, document)
-    now = utcnow()
     # The case owner is read inside the INSERT, and RETURNING gives the new entry: one
     # statement. Nothing comes back when a concurrent enqueue won; then read theirs.
     inserted = (
         await session.execute(
-            _insert(session, ArchiveEntry)
-            .values(
-                document_id=document.id,
-                school_id=document.school_id,
-                folder_id=folder.id,
-                status=ArchiveStatus.QUEUED,
-                attempts=0,
-                case_owner=select(School.case_owner_initials)
-                .where(School.id == document.school_id)
-                .scalar_subquery(),
-                requested_by_id=requested_by_id,
-                created_at=now,
-                updated_at=now,
-            )
-            .on_conflict_do_nothing()
-            .returning(ArchiveEntry)
+            _new_entry(_dialect(session)),
+            {
+                "entry_document_id": document.id,
+                "entry_school_id": document.school_id,
+                "entry_folder_id": folder.id,
+                "entry_requested_by_id": requested_by_id,
+                "entry_now": utcnow(),
+            },
         )
     ).scalar_one_or_none()
     if inserted is not None:
         return inserted
-    return (
-        await session.execute(select(ArchiveEntry).where(ArchiveEntry.document_id == document.id))
-    ).scalar_one()
+    return (await session.execute(_ENTRY_OF_DOCUMENT, of_document)).scalar_one()
 
 
 async def enqueue_on(

@@ -853,3 +853,32 @@ async def test_a_form_never_carries_a_sensitive_field(
     monkeypatch.setitem(state.doctypes, key, _misconfigured(state, key, LETTER, form=True))
     draft = await _created(gql, TEACHER, doctype=key, studentId=emma, fields=LETTER_FIELDS)
     assert draft["status"] == "DRAFT"
+
+
+async def test_start_up_warms_the_renderer_before_freezing(settings: Any) -> None:
+    """The app's start-up renders once in the render thread, so the first letter does not
+    pay for WeasyPrint's imports and the fonts, and what that builds is frozen out of the
+    collector's reach with the rest of start-up."""
+    import gc
+
+    from core.app import create_app
+    from core.documents import render
+
+    loop = asyncio.get_running_loop()
+
+    def forget_fonts() -> None:
+        render._per_thread.__dict__.pop("fonts", None)
+
+    def fonts() -> Any:
+        return getattr(render._per_thread, "fonts", None)
+
+    # The render thread is shared by the whole test process: start it cold.
+    await loop.run_in_executor(render._render_executor, forget_fonts)
+    assert await loop.run_in_executor(render._render_executor, fonts) is None
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        warm = await loop.run_in_executor(render._render_executor, fonts)
+        assert warm is not None
+        # Frozen: no longer in any of the collector's generations.
+        font_config = warm[0]
+        assert all(o is not font_config for o in gc.get_objects())

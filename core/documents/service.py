@@ -226,7 +226,7 @@ def _covering(
 # parameters for the rest. Building them (SQLAlchemy expression construction, then the
 # cache key over the whole tree) was about half the CPU time of a finalize request; see
 # core/access/memo.py for why sharing them is safe.
-_STATEMENTS = ConditionMemo(max_entries=1024)
+_STATEMENTS = ConditionMemo(max_entries=512)
 
 
 def _caller_statement(

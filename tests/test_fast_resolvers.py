@@ -11,6 +11,7 @@ import strawberry
 from graphql import GraphQLObjectType
 from strawberry.extensions import SchemaExtension
 from strawberry.permission import BasePermission
+from strawberry.scalars import JSON
 
 from core.config import Settings
 from core.schema.execution import PlainField, PlainFieldExecutor, install_fast_resolvers
@@ -475,3 +476,89 @@ async def test_load_all_replaces_a_cancelled_future() -> None:
     pending.cancel()
     await asyncio.sleep(0.05)
     assert await load_all(loader, [1, 2]) == [10, 20]
+
+
+# -- leaf values that are not plain str/int/float/bool ---------------------------------
+# Enum members and dates are coerced on the short path; anything graphql-core treats
+# otherwise (an exception as the value is raised, an awaitable is awaited, a value the
+# enum or scalar rejects is a field error) takes the ordinary path.
+
+
+@strawberry.enum
+class Shade(enum.Enum):
+    DARK = "dark"
+
+
+@strawberry.type
+class Odd:
+    label: str
+    colour: Colour
+    maybe_colour: Colour | None
+    day: date | None
+    blob: JSON | None = None  # a scalar that coerces anything, an exception too
+
+
+async def _eventually(value: str) -> str:
+    return value
+
+
+def _odd_values() -> list[Odd]:
+    return [
+        Odd(label="vanlig", colour=Colour.RED, maybe_colour=None, day=date(2026, 11, 23)),
+        Odd(
+            label=ValueError("Feil som verdi."),  # type: ignore[arg-type]
+            colour=Shade.DARK,  # type: ignore[arg-type] # a member of another enum
+            maybe_colour="RED",  # type: ignore[arg-type] # a name, not a member
+            day="i morgen",  # type: ignore[arg-type]
+        ),
+        Odd(
+            label=_eventually("senere"),  # type: ignore[arg-type]
+            colour=Colour.RED,
+            maybe_colour=Colour.RED,
+            day=None,
+        ),
+        Odd(
+            label="JSON",
+            colour=Colour.RED,
+            maybe_colour=None,
+            day=None,
+            blob=KeyError("Feil i JSON-verdien."),
+        ),
+    ]
+
+
+@strawberry.type
+class OddQuery:
+    @strawberry.field
+    def odd(self) -> list[Odd | None]:
+        return _odd_values()  # type: ignore[return-value]
+
+
+async def test_unusual_leaf_values_answer_as_graphql_core() -> None:
+    query = "{ odd { label colour maybeColour day blob } }"
+    stock = strawberry.Schema(query=OddQuery)
+    fast = strawberry.Schema(query=OddQuery, execution_context_class=PlainFieldExecutor)
+    install_fast_resolvers(fast)
+    expected = await _run_tree(stock, query)
+    assert await _run_tree(fast, query) == expected
+    # The cases were really there: the raised value, the rejected enum member, the
+    # awaited value, a coerced member and date.
+    messages = {m for m, _ in expected["errors"]}
+    assert "Feil som verdi." in messages
+    assert "'Feil i JSON-verdien.'" in messages
+    assert expected["data"]["odd"][0] == {
+        "label": "vanlig",
+        "colour": "RED",
+        "maybeColour": None,
+        "day": "2026-11-23",
+        "blob": None,
+    }
+    assert expected["data"]["odd"][1] is None
+    assert expected["data"]["odd"][2]["label"] == "senere"
+    assert expected["data"]["odd"][3] == {
+        "label": "JSON",
+        "colour": "RED",
+        "maybeColour": None,
+        "day": None,
+        "blob": None,
+    }

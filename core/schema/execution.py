@@ -13,8 +13,8 @@ Only fields strawberry itself treats as "basic" are marked: no resolver, no perm
 classes, no field extensions (strawberry turns permission classes into an extension).
 Every field whose value is checked or audited (national id, address, children, ...) has a
 resolver and keeps the ordinary path. Anything unusual (a null in a non-null field, a
-value that is not a plain str/int/float/bool, an exception) also takes the ordinary path,
-so errors and their paths are reported exactly as before.
+value the scalar or enum does not coerce, an exception or an awaitable as the value) also
+takes the ordinary path, so errors and their paths are reported exactly as before.
 
 Objects and lists of objects that a resolver has already returned (not awaitables) are
 completed by `PlainFieldExecutor.complete_value` in one step: graphql-core takes eight
@@ -149,6 +149,12 @@ def install_fast_resolvers(schema: Schema) -> tuple[int, int]:
     return plain_count, method_count
 
 
+def _leaf_candidate(value: Any, is_awaitable: Callable[[Any], bool]) -> bool:
+    """Whether graphql-core would coerce `value` as it is (an enum member, a date, ...):
+    not an exception (raised as the field's error) nor an awaitable (awaited first)."""
+    return not isinstance(value, Exception) and not is_awaitable(value)
+
+
 @functools.cache
 def _is_async(function: Callable[..., Any]) -> bool:
     # Asked for every object completed: inspect's answer, once per is_type_of.
@@ -247,7 +253,9 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
                     elif value.__class__ is str and plain.str_as_is:
                         results[response_name] = value
                         continue
-                    elif value.__class__ in _PLAIN_VALUES:
+                    elif value is not _MISSING and (
+                        value.__class__ in _PLAIN_VALUES or _leaf_candidate(value, is_awaitable)
+                    ):
                         try:
                             results[response_name] = self.complete_leaf_value(
                                 plain.leaf_type, value

@@ -78,3 +78,36 @@ async def test_audit_log_pages_newest_first(gql):
     assert not {n["id"] for n in page1} & {n["id"] for n in page2}
     stamps = [n["occurredAt"] for n in page1 + page2]
     assert stamps == sorted(stamps, reverse=True)
+
+
+async def test_answers_are_utf8_json_and_any_json_value_still_encodes(gql, sessions):
+    """The GraphQL answer is encoded by orjson (UTF-8, not \\u escapes); a value orjson
+    refuses (an integer beyond 64 bits in an event's detail) is still answered, by the
+    standard encoder."""
+    async with sessions() as s, s.begin():
+        s.add_all(
+            [
+                AuditEvent(action="json_utf8", detail={"sted": "Æsøy skole"}),
+                AuditEvent(action="json_stort_tall", detail={"tall": 2**70, "sted": "Å"}),
+            ]
+        )
+    query = (
+        "query($a: String!) { auditLog(first: 1, filter: {action: $a}) "
+        "{ edges { node { action detail } } } }"
+    )
+    token = await gql.token("kommuneadmin")
+    headers = {"Authorization": f"Bearer {token}"}
+    answers = {}
+    for action in ("json_utf8", "json_stort_tall"):
+        response = await gql.http.post(
+            "/graphql", json={"query": query, "variables": {"a": action}}, headers=headers
+        )
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("application/json")
+        answers[action] = response
+    utf8 = answers["json_utf8"]
+    assert "Æsøy skole".encode() in utf8.content
+    assert utf8.json()["data"]["auditLog"]["edges"][0]["node"]["detail"] == {"sted": "Æsøy skole"}
+    big = answers["json_stort_tall"].json()
+    assert not big.get("errors")
+    assert big["data"]["auditLog"]["edges"][0]["node"]["detail"] == {"tall": 2**70, "sted": "Å"}

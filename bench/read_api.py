@@ -10,7 +10,8 @@ times two read paths:
 
 The same answers are then produced by hand-written SQL (SQLAlchemy Core `text()` on the
 same driver) and turned into the same JSON; the benchmark checks both answers are equal
-before it times anything, so the baseline cannot drift from what the API returns.
+before it times anything, so the baseline cannot drift from what the API returns. The two
+are timed in one loop, alternately, so that both see the same (shared, noisy) machine.
 
     .venv/bin/python bench/read_api.py [--students N] [--requests N]
         [--database-url postgresql://...] [--reuse]
@@ -306,18 +307,30 @@ class Timing:
         return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
-async def timed(call: Callable[[], Awaitable[Any]], requests: int, warmup: int) -> Timing:
-    """Sequential calls: latency per call, and calls per second of the whole loop."""
+async def timed_pair(
+    api: Callable[[], Awaitable[Any]],
+    sql: Callable[[], Awaitable[Any]],
+    requests: int,
+    warmup: int,
+) -> tuple[Timing, Timing]:
+    """Sequential calls of both, interleaved (API, SQL, SQL, API, ...): on a shared
+    machine whose speed drifts from second to second, both sides of the ratio then see
+    the same machine. Latency per call, and calls per second of each side's own time."""
     for _ in range(warmup):
-        await call()
-    latencies = []
-    started = time.perf_counter()
-    for _ in range(requests):
-        t0 = time.perf_counter()
-        await call()
-        latencies.append((time.perf_counter() - t0) * 1000)
-    elapsed = time.perf_counter() - started
-    return Timing(latencies, requests / elapsed)
+        await api()
+        await sql()
+    latencies: dict[str, list[float]] = {"api": [], "sql": []}
+    calls = {"api": api, "sql": sql}
+    for number in range(requests):
+        order = ("api", "sql") if number % 2 == 0 else ("sql", "api")
+        for side in order:
+            t0 = time.perf_counter()
+            await calls[side]()
+            latencies[side].append((time.perf_counter() - t0) * 1000)
+    return tuple(  # type: ignore[return-value]
+        Timing(values, requests / (sum(values) / 1000))
+        for values in (latencies["api"], latencies["sql"])
+    )
 
 
 def graphql_call(
@@ -402,10 +415,8 @@ async def run(args: argparse.Namespace) -> int:
                         if await api_call() != json.loads(await sql_call()):
                             raise SystemExit(f"({name}): the API and the SQL answers differ")
                         await connection.rollback()
-                    a_api = await timed(admin, args.requests, args.warmup)
-                    a_sql = await timed(sql_a, args.requests, args.warmup)
-                    b_api = await timed(teacher, args.requests, args.warmup)
-                    b_sql = await timed(sql_b, args.requests, args.warmup)
+                    a_api, a_sql = await timed_pair(admin, sql_a, args.requests, args.warmup)
+                    b_api, b_sql = await timed_pair(teacher, sql_b, args.requests, args.warmup)
             finally:
                 process.terminate()
                 process.wait(timeout=10)

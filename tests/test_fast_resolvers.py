@@ -457,6 +457,38 @@ async def test_deferred_fields_stay_deferred() -> None:
     assert want[0] == {"branch": {"leaf": {"a": "A"}, "leaves": [{"a": "A"}]}}
 
 
+async def _streamed(schema: strawberry.Schema, streamed: bool) -> list[Any]:
+    query = (
+        "query($s: Boolean!) { branch { leaves @stream(if: $s, initialCount: 1) { a } "
+        "again: leaves { b } } }"
+    )
+    result = await schema.execute(query, variable_values={"s": streamed})
+    if not hasattr(result, "initial_result"):
+        return [result.data]
+    parts: list[Any] = [result.initial_result.data]  # type: ignore[union-attr]
+    async for later in result.subsequent_results:  # type: ignore[union-attr]
+        parts.append(later.formatted)
+    return parts
+
+
+async def test_streamed_lists_stay_streamed() -> None:
+    """A list with @stream goes graphql-core's way (the first items now, the rest later),
+    and whether it streams is decided per request: the same query text with
+    @stream(if: false) answers at once."""
+    from strawberry.schema.config import StrawberryConfig
+
+    config = StrawberryConfig(enable_experimental_incremental_execution=True)
+    stock = strawberry.Schema(query=DeferQuery, config=config)
+    fast = strawberry.Schema(
+        query=DeferQuery, config=config, execution_context_class=PlainFieldExecutor
+    )
+    install_fast_resolvers(fast)
+    for streamed in (True, False, True):
+        want = await _streamed(stock, streamed)
+        assert await _streamed(fast, streamed) == want, streamed
+        assert len(want) > 1 if streamed else len(want) == 1
+
+
 async def test_load_all_replaces_a_cancelled_future() -> None:
     """A cached future cancelled while its batch was in flight (graphql-core cancels a
     sibling field's task when one fails) is loaded again, as DataLoader.load does."""

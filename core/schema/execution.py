@@ -205,6 +205,9 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
         # grouped field set is kept alive with its plan so its id cannot be reused.
         self._field_plans: dict[tuple[GraphQLObjectType, int], tuple[Any, list[Any]]] = {}
         self._shapes: dict[GraphQLOutputType, _ObjectShape | None] = {}
+        # Field groups known to carry no @stream (kept alive here, so an id is not
+        # reused): graphql-core reads the directive again for every list it completes.
+        self._unstreamed: dict[int, Any] = {}
 
     def _field_plan(
         self, parent_type: GraphQLObjectType, grouped_field_set: Any
@@ -365,6 +368,20 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
             return False
         return answer is True
 
+    def _is_unstreamed(self, field_details_list: Any, path: Path) -> bool:
+        """`get_stream_usage(...) is None`, remembered per field group. The answer
+        depends on the field nodes and the request's variables, both fixed for this
+        executor; an inner list of a list (an int path key) is never streamed."""
+        if isinstance(path.key, int):
+            return True
+        known = self._unstreamed.get(id(field_details_list))
+        if known is field_details_list:
+            return True
+        if self.get_stream_usage(field_details_list, path) is not None:
+            return False
+        self._unstreamed[id(field_details_list)] = field_details_list
+        return True
+
     def _complete_object_list(
         self,
         shape: _ObjectShape,
@@ -378,7 +395,7 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
         object_type = shape.object_type
         if not all(self._is_object_of(object_type, item, info) for item in items):
             return _MISSING
-        if self.get_stream_usage(field_details_list, path) is not None:
+        if not self._is_unstreamed(field_details_list, path):
             return _MISSING
         grouped, defer_usages, _forbidden = self.collect_subfields(object_type, field_details_list)
         if defer_usages:

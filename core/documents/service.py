@@ -9,9 +9,9 @@ permission application:submit) and submits one by finalizing it. Who reads what 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import (
     BindParameter,
@@ -20,6 +20,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     exists,
+    false,
     insert,
     not_,
     or_,
@@ -329,8 +330,14 @@ async def _load_for_change(
         ),
     )
     document = (await session.execute(statement, {"document_id": document_id})).scalar_one_or_none()
-    if document is not None:
-        return document
+    if document is None:
+        await _refuse(session, document_id)
+    return document
+
+
+async def _refuse(session: AsyncSession, document_id: int) -> NoReturn:
+    """NOT_FOUND when no such (undeleted) document exists, else FORBIDDEN: the caller
+    may not see it."""
     exists_row = (
         await session.execute(
             select(Document.id).where(Document.id == document_id, Document.deleted_at.is_(None))
@@ -339,6 +346,31 @@ async def _load_for_change(
     if exists_row is None:
         raise NotFound("Dokumentet finnes ikke.")
     raise Forbidden()
+
+
+def _permissions(doctypes: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """What the doctype-dependent conditions depend on: each doctype's permission."""
+    return tuple(sorted((key, doctype.permission) for key, doctype in doctypes.items()))
+
+
+def _allowed_by_doctype(
+    principal: Principal,
+    doctypes: Mapping[str, Any],
+    needed: Callable[[Any], tuple[tuple[ScopedGrant, ...], ...]],
+) -> ColumnElement[bool]:
+    """SQL over a document row: every grant set that its own doctype needs
+    (`needed(doctype)`) covers its student. Doctypes needing the same grant sets share
+    one condition (for most callers, all of them do), so the check can ride along in
+    the statement that loads the document, before its doctype is known."""
+    groups: dict[tuple[tuple[ScopedGrant, ...], ...], list[str]] = {}
+    for key, doctype in doctypes.items():
+        groups.setdefault(tuple(needed(doctype)), []).append(key)
+    paths = []
+    for grant_sets, keys in groups.items():
+        covering = _covering(principal, Document.student_id, *grant_sets)
+        if covering is not None:
+            paths.append(and_(Document.doctype_key.in_(sorted(keys)), covering))
+    return or_(*paths) if paths else false()
 
 
 async def create_document(
@@ -518,29 +550,15 @@ def _letter_facts_statement(allowed: ColumnElement[bool]) -> Select[Any]:
     )
 
 
-async def _letter_facts(
-    session: AsyncSession,
-    principal: Principal,
-    document_id: int,
-    grant_sets: tuple[tuple[ScopedGrant, ...], ...],
-) -> _LetterFacts | None:
-    """The student (with grade and class in the document's school year), school,
-    municipality, author and signer (the caller) of a document, and whether every one of
-    `grant_sets` covers its student: one statement, not one per row. None when a grant
-    set is empty (nothing covers the student)."""
+def _finalize_grants(principal: Principal, doctype: Any) -> tuple[tuple[ScopedGrant, ...], ...]:
+    """Staff finalize with document:finalize and the doctype's permission for the
+    student; an application's author (the guardian) with application:submit alone."""
+    if is_application(doctype):
+        return (author_grants(principal, doctype),)
+    return (author_grants(principal, doctype), _staff_grants(principal, "document", "finalize"))
 
-    def build() -> Select[Any] | None:
-        allowed = _covering(principal, Document.student_id, *grant_sets)
-        return None if allowed is None else _letter_facts_statement(allowed)
 
-    statement = _caller_statement(principal, "letter_facts", grant_sets, build)
-    if statement is None:
-        return None
-    row = (
-        await session.execute(
-            statement, {"document_id": document_id, "signer_id": principal.person_id}
-        )
-    ).one()
+def _facts(row: Sequence[Any]) -> _LetterFacts:
     return _LetterFacts(
         student_name=f"{row[0]} {row[1]}",
         birth_date=row[2],
@@ -552,6 +570,33 @@ async def _letter_facts(
         signer_name=f"{row[9]} {row[10]}",
         allowed=bool(row[11]),
     )
+
+
+async def _load_for_finalize(
+    session: AsyncSession, state: Any, principal: Principal, document_id: int
+) -> tuple[Document, _LetterFacts]:
+    """The document as `_load_for_change` finds it, the letter's facts, and whether the
+    caller may finalize it: one statement."""
+
+    def build() -> Select[Any]:
+        allowed = _allowed_by_doctype(
+            principal, state.doctypes, lambda d: _finalize_grants(principal, d)
+        )
+        return (
+            _letter_facts_statement(allowed)
+            .add_columns(Document)
+            .where(visible_documents(principal, state.doctypes))
+        )
+
+    statement = _caller_statement(principal, "finalize", _permissions(state.doctypes), build)
+    row = (
+        await session.execute(
+            statement, {"document_id": document_id, "signer_id": principal.person_id}
+        )
+    ).first()
+    if row is None:
+        await _refuse(session, document_id)
+    return row[-1], _facts(row[:-1])
 
 
 _DOCUMENT = Document.__table__
@@ -596,15 +641,11 @@ async def finalize_document(state: Any, principal: Principal, document_id: int) 
     application:submit for the child) does it and signs it; the school sees it from then
     on, and a doctype archived "always" on finalize is queued as for any other."""
     async with state.sessions() as session:
-        document = await _load_for_change(session, state, principal, document_id)
+        # The document, what the letter needs and the permission check: one statement.
+        document, facts = await _load_for_finalize(session, state, principal, document_id)
         doctype = _doctype(state, document.doctype_key)
         _require_author_of_application(principal, doctype, document)
-        needed = [author_grants(principal, doctype)]
-        if not is_application(doctype):
-            needed.append(_staff_grants(principal, "document", "finalize"))
-        # The permission check rides along with what the letter needs: one statement.
-        facts = await _letter_facts(session, principal, document_id, tuple(needed))
-        if facts is None or not facts.allowed:
+        if not facts.allowed:
             raise Forbidden(NOT_YOURS)
         if document.status != DocumentStatus.DRAFT:
             raise BadInput("Dokumentet er allerede ferdigstilt.", field="id")
@@ -705,20 +746,42 @@ async def _recipients(session: AsyncSession, doctype: Any, student_id: int) -> l
     return people
 
 
+def _send_grants(principal: Principal, doctype: Any) -> tuple[tuple[ScopedGrant, ...], ...]:
+    """Sending needs document:send as staff and the doctype's own permission."""
+    return (_staff_grants(principal, "document", "send"), author_grants(principal, doctype))
+
+
+async def _load_for_send(
+    session: AsyncSession, state: Any, principal: Principal, document_id: int
+) -> tuple[Document, bool]:
+    """The document as `_load_for_change` finds it, and whether the caller may send it."""
+
+    def build() -> Select[Any]:
+        allowed = _allowed_by_doctype(
+            principal, state.doctypes, lambda d: _send_grants(principal, d)
+        )
+        return select(Document, allowed).where(
+            Document.id == bindparam("document_id"),
+            visible_documents(principal, state.doctypes),
+        )
+
+    statement = _caller_statement(principal, "send", _permissions(state.doctypes), build)
+    row = (await session.execute(statement, {"document_id": document_id})).first()
+    if row is None:
+        await _refuse(session, document_id)
+    return row[0], bool(row[1])
+
+
 async def send_document(state: Any, principal: Principal, document_id: int) -> Document:
     """Write one delivery per (recipient, channel) in the same transaction as the status
     change; the worker does the sending. Nothing is written when a recipient cannot be
     reached."""
     async with transaction(state.sessions) as session:
-        document = await _load_for_change(session, state, principal, document_id)
+        # The document and whether the caller may send it: one statement.
+        document, allowed = await _load_for_send(session, state, principal, document_id)
         doctype = _doctype(state, document.doctype_key)
-        await _require(
-            session,
-            principal,
-            document.student_id,
-            _staff_grants(principal, "document", "send"),
-            author_grants(principal, doctype),
-        )
+        if not allowed:
+            raise Forbidden(NOT_YOURS)
         if document.status == DocumentStatus.DRAFT:
             raise BadInput("Dokumentet må ferdigstilles før det sendes.", field="id")
         if document.status == DocumentStatus.SENT:

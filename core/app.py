@@ -39,6 +39,13 @@ from core.schema.messages import SocketContext, authenticate_socket
 from core.schema.schema import build_schema
 from core.state import AppState
 
+# How many young-generation collections run before a full one may (CPython's default:
+# 10). A full collection walks every live object; in the middle of a PDF that is
+# WeasyPrint's whole layout, ~40 ms. At the default one ran every ~10 letters, and a
+# render that had one took that much longer. The young collections still run as often
+# as before (they find nearly all cyclic garbage); only the full ones are rarer.
+FULL_COLLECTION_AFTER = 100
+
 
 class TavleGraphQL(GraphQL):
     """Builds the per-request context: the bearer token names a person, whose grants are
@@ -196,9 +203,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # frozen too. (Collected first, so no garbage is frozen with it.)
         gc.collect()
         gc.freeze()
+        thresholds = gc.get_threshold()
+        gc.set_threshold(thresholds[0], thresholds[1], FULL_COLLECTION_AFTER)
         try:
             yield
         finally:
+            gc.set_threshold(*thresholds)
             try:
                 await engine.dispose()
             finally:

@@ -855,13 +855,13 @@ async def test_a_form_never_carries_a_sensitive_field(
     assert draft["status"] == "DRAFT"
 
 
-async def test_start_up_warms_the_renderer_before_freezing(settings: Any) -> None:
+async def test_start_up_warms_the_renderer_and_tunes_the_collector(settings: Any) -> None:
     """The app's start-up renders once in the render thread, so the first letter does not
     pay for WeasyPrint's imports and the fonts, and what that builds is frozen out of the
     collector's reach with the rest of start-up."""
     import gc
 
-    from core.app import create_app
+    from core.app import FULL_COLLECTION_AFTER, create_app
     from core.documents import render
 
     loop = asyncio.get_running_loop()
@@ -876,9 +876,13 @@ async def test_start_up_warms_the_renderer_before_freezing(settings: Any) -> Non
     await loop.run_in_executor(render._render_executor, forget_fonts)
     assert await loop.run_in_executor(render._render_executor, fonts) is None
     app = create_app(settings)
+    before = gc.get_threshold()
     async with app.router.lifespan_context(app):
+        # Full collections are rarer while serving (see core/app.py), and put back after.
+        assert gc.get_threshold() == (before[0], before[1], FULL_COLLECTION_AFTER)
         warm = await loop.run_in_executor(render._render_executor, fonts)
         assert warm is not None
         # Frozen: no longer in any of the collector's generations.
         font_config = warm[0]
         assert all(o is not font_config for o in gc.get_objects())
+    assert gc.get_threshold() == before

@@ -19,8 +19,9 @@ three ratios to the bare rendering:
 - finalize+send: the wall time of the `finalizeDocument` and `sendDocument` requests
   (handed to the app over ASGI as a server does, token check, GraphQL, the service's
   statements and commits, the HTML template, the PDF in a worker thread, hashing,
-  audit, outbox rows, archive entry). This is the figure the target is about. Target (issue 3): at most 20 % more
-  than bare rendering (ratio <= 1.20); the exit status is 1 otherwise.
+  audit, outbox rows, archive entry). This is the figure the target is about. Target
+  (issue 3): at most 20 % more than bare rendering (ratio <= 1.20); the exit status is 1
+  otherwise.
 - create+finalize+send: the same plus `createDocument` (writing the draft, which is not
   part of finalize+send), timed around whole chunks, so it also holds the loop's own
   small cost.

@@ -10,12 +10,13 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from operator import attrgetter
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, select
 from strawberry.dataloader import DataLoader
 from strawberry.types.nodes import SelectedField
 
 from core.access import scopes
 from core.access.grants import Principal
+from core.access.memo import ConditionMemo
 from core.models import (
     Employment,
     Enrolment,
@@ -37,6 +38,12 @@ from core.schema.rows import (
     PersonRow,
     StudentRow,
 )
+
+# The batch statements, built once per caller (person, school year, grants, policy) and
+# run with the batch's keys as an expanding parameter: building them (and their cache
+# keys, over the scope conditions) was a millisecond of every list request.
+_STATEMENTS = ConditionMemo(max_entries=2048)
+_KEYS = "batch_keys"
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -314,6 +321,15 @@ class Loaders:
         return and_(Enrolment.student_id == Person.id, Enrolment.school_year_id == self._year)
 
     # -- batch functions ---------------------------------------------------------------
+    def _statement(self, name: str, build: Callable[[], Select[Any]]) -> Select[Any]:
+        """`build()` (a statement over the bound keys `_KEYS`), once per caller."""
+        principal = self.principal
+        values = (name, principal.person_id, principal.current_school_year_id, principal.grants)
+        return _STATEMENTS.get_or_build(values, (principal.policy,), build)
+
+    async def _run(self, name: str, build: Callable[[], Select[Any]], keys: Sequence[Any]) -> Any:
+        return await self.db.execute(self._statement(name, build), {_KEYS: list(keys)})
+
     async def _load_schools(self, ids: Sequence[int]) -> list[School | None]:
         rows = (await self.db.execute(select(School).where(School.id.in_(ids)))).scalars()
         by_id = {s.id: s for s in rows}
@@ -332,81 +348,108 @@ class Loaders:
         return [by_id.get(i) for i in ids]
 
     async def _load_groups_of_students(self, ids: Sequence[int]) -> list[list[GroupRow]]:
-        rows = await self.db.execute(
-            select(GroupMembership.student_id, *GROUP_COLUMNS)
-            .join(Group, Group.id == GroupMembership.group_id)
-            .where(
-                GroupMembership.student_id.in_(ids),
-                Group.school_year_id == self._year,
-                self.group_condition(),
-            )
-            .order_by(Group.kind, Group.name)
+        rows = await self._run(
+            "groups_of_students",
+            lambda: (
+                select(GroupMembership.student_id, *GROUP_COLUMNS)
+                .join(Group, Group.id == GroupMembership.group_id)
+                .where(
+                    GroupMembership.student_id.in_(bindparam(_KEYS, expanding=True)),
+                    Group.school_year_id == self._year,
+                    self.group_condition(),
+                )
+                .order_by(Group.kind, Group.name)
+            ),
+            ids,
         )
         return _grouped(ids, ((r[0], GroupRow(*r[1:])) for r in rows))
 
     async def _load_students_of_groups(self, ids: Sequence[int]) -> list[list[StudentRow]]:
-        rows = await self.db.execute(
-            select(GroupMembership.group_id, *STUDENT_COLUMNS)
-            .join(Person, Person.id == GroupMembership.student_id)
-            .join(Enrolment, self.current_enrolment())
-            .where(GroupMembership.group_id.in_(ids), self.student_condition())
-            .order_by(Person.family_name, Person.given_name, Person.id)
+        rows = await self._run(
+            "students_of_groups",
+            lambda: (
+                select(GroupMembership.group_id, *STUDENT_COLUMNS)
+                .join(Person, Person.id == GroupMembership.student_id)
+                .join(Enrolment, self.current_enrolment())
+                .where(
+                    GroupMembership.group_id.in_(bindparam(_KEYS, expanding=True)),
+                    self.student_condition(),
+                )
+                .order_by(Person.family_name, Person.given_name, Person.id)
+            ),
+            ids,
         )
         return _grouped(ids, ((r[0], StudentRow.of(r[1:])) for r in rows))
 
     async def _load_teachers_of_groups(self, ids: Sequence[int]) -> list[list[PersonRow]]:
-        condition = self.person_condition("employee", "employee", Person.id)
-        rows = await self.db.execute(
-            select(GroupTeacher.group_id, *PERSON_COLUMNS)
-            .join(Person, Person.id == GroupTeacher.employee_id)
-            .where(GroupTeacher.group_id.in_(ids), condition)
-            .order_by(GroupTeacher.is_contact_teacher.desc(), Person.family_name, Person.id)
+        rows = await self._run(
+            "teachers_of_groups",
+            lambda: (
+                select(GroupTeacher.group_id, *PERSON_COLUMNS)
+                .join(Person, Person.id == GroupTeacher.employee_id)
+                .where(
+                    GroupTeacher.group_id.in_(bindparam(_KEYS, expanding=True)),
+                    self.person_condition("employee", "employee", Person.id),
+                )
+                .order_by(GroupTeacher.is_contact_teacher.desc(), Person.family_name, Person.id)
+            ),
+            ids,
         )
         return _grouped(ids, ((r[0], PersonRow.of(r[1:])) for r in rows))
 
     async def _load_guardians_of_students(self, ids: Sequence[int]) -> list[list[PersonRow]]:
-        condition = self.person_condition("guardian", "guardian", Person.id)
-        rows = await self.db.execute(
-            select(Guardianship.student_id, *PERSON_COLUMNS)
-            .join(Person, Person.id == Guardianship.guardian_id)
-            .where(
-                Guardianship.student_id.in_(ids),
-                Guardianship.parental_responsibility.is_(True),
-                condition,
-            )
-            .order_by(Person.family_name, Person.given_name, Person.id)
+        rows = await self._run(
+            "guardians_of_students",
+            lambda: (
+                select(Guardianship.student_id, *PERSON_COLUMNS)
+                .join(Person, Person.id == Guardianship.guardian_id)
+                .where(
+                    Guardianship.student_id.in_(bindparam(_KEYS, expanding=True)),
+                    Guardianship.parental_responsibility.is_(True),
+                    self.person_condition("guardian", "guardian", Person.id),
+                )
+                .order_by(Person.family_name, Person.given_name, Person.id)
+            ),
+            ids,
         )
         return _grouped(ids, ((r[0], PersonRow.of(r[1:])) for r in rows))
 
     async def _load_children_of_guardians(self, ids: Sequence[int]) -> list[list[StudentRow]]:
-        rows = await self.db.execute(
-            select(Guardianship.guardian_id, *STUDENT_COLUMNS)
-            .join(Person, Person.id == Guardianship.student_id)
-            .join(Enrolment, self.current_enrolment())
-            .where(
-                Guardianship.guardian_id.in_(ids),
-                Guardianship.parental_responsibility.is_(True),
-                self.student_condition(),
-            )
-            .order_by(Person.birth_date, Person.id)
+        rows = await self._run(
+            "children_of_guardians",
+            lambda: (
+                select(Guardianship.guardian_id, *STUDENT_COLUMNS)
+                .join(Person, Person.id == Guardianship.student_id)
+                .join(Enrolment, self.current_enrolment())
+                .where(
+                    Guardianship.guardian_id.in_(bindparam(_KEYS, expanding=True)),
+                    Guardianship.parental_responsibility.is_(True),
+                    self.student_condition(),
+                )
+                .order_by(Person.birth_date, Person.id)
+            ),
+            ids,
         )
         return _grouped(ids, ((r[0], StudentRow.of(r[1:])) for r in rows))
 
     async def _load_contact_teachers(self, ids: Sequence[int]) -> list[PersonRow | None]:
-        condition = self.person_condition("employee", "employee", Person.id)
-        rows = await self.db.execute(
-            select(GroupMembership.student_id, *PERSON_COLUMNS)
-            .join(Group, Group.id == GroupMembership.group_id)
-            .join(GroupTeacher, GroupTeacher.group_id == Group.id)
-            .join(Person, Person.id == GroupTeacher.employee_id)
-            .where(
-                GroupMembership.student_id.in_(ids),
-                Group.school_year_id == self._year,
-                Group.kind == GroupKind.CLASS,
-                GroupTeacher.is_contact_teacher.is_(True),
-                condition,
-            )
-            .order_by(Person.id)
+        rows = await self._run(
+            "contact_teachers",
+            lambda: (
+                select(GroupMembership.student_id, *PERSON_COLUMNS)
+                .join(Group, Group.id == GroupMembership.group_id)
+                .join(GroupTeacher, GroupTeacher.group_id == Group.id)
+                .join(Person, Person.id == GroupTeacher.employee_id)
+                .where(
+                    GroupMembership.student_id.in_(bindparam(_KEYS, expanding=True)),
+                    Group.school_year_id == self._year,
+                    Group.kind == GroupKind.CLASS,
+                    GroupTeacher.is_contact_teacher.is_(True),
+                    self.person_condition("employee", "employee", Person.id),
+                )
+                .order_by(Person.id)
+            ),
+            ids,
         )
         first: dict[int, PersonRow] = {}
         for r in rows:

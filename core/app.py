@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import inspect
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import orjson
@@ -39,12 +40,51 @@ from core.schema.messages import SocketContext, authenticate_socket
 from core.schema.schema import build_schema
 from core.state import AppState
 
+log = logging.getLogger(__name__)
+
 # How many young-generation collections run before a full one may (CPython's default:
 # 10). A full collection walks every live object; in the middle of a PDF that is
 # WeasyPrint's whole layout, ~40 ms. At the default one ran every ~10 letters, and a
 # render that had one took that much longer. The young collections still run as often
-# as before (they find nearly all cyclic garbage); only the full ones are rarer.
+# as before; only the full ones are rarer. The price is memory: cyclic garbage that
+# outlives the young generations (a letter's layout leaves ~10 000 such objects) waits
+# longer to be freed, up to ~100 000 objects (some tens of MB) instead of ~10 000.
 FULL_COLLECTION_AFTER = 100
+
+_serving_apps = 0
+_thresholds_before_serving: tuple[int, int, int] = gc.get_threshold()
+
+
+@contextlib.contextmanager
+def _serving_collector() -> Iterator[None]:
+    """While an app serves: the heap built at start-up frozen out of the collector's
+    reach, and full collections rarer (FULL_COLLECTION_AFTER). Both are settings of the
+    whole process, so they are put back when the last serving app stops (tests run
+    several apps, sometimes overlapping)."""
+    global _serving_apps, _thresholds_before_serving
+    # What exists now (schema, doctypes, policy, SQLAlchemy's mappers and statement
+    # caches, the renderer's fonts and caches: hundreds of thousands of objects) lives
+    # as long as the process. Moved out of the collector's reach, it is no longer walked
+    # by every full collection during requests: bench/read_api.py's page of students
+    # answered ~3 ms sooner, and a full collection in the middle of a PDF took ~40 ms
+    # instead of ~70 ms once the renderer's ~40 000 objects were frozen too. (Collected
+    # first, so no garbage is frozen with it.)
+    gc.collect()
+    gc.freeze()
+    if _serving_apps == 0:
+        _thresholds_before_serving = gc.get_threshold()
+        young, middle, _full = _thresholds_before_serving
+        gc.set_threshold(young, middle, FULL_COLLECTION_AFTER)
+    _serving_apps += 1
+    try:
+        yield
+    finally:
+        _serving_apps -= 1
+        if _serving_apps == 0:
+            gc.set_threshold(*_thresholds_before_serving)
+            # Back into the collector's reach, so that what has finalizers (WeasyPrint's
+            # font configurations) is finalized while the interpreter is whole.
+            gc.unfreeze()
 
 
 class TavleGraphQL(GraphQL):
@@ -78,14 +118,16 @@ class TavleGraphQL(GraphQL):
         context._principal = principal
         return context
 
-    def encode_json(self, data: object) -> bytes | str:
+    def encode_json(self, data: object) -> str:
         """The answer as JSON, encoded by orjson: the same JSON as strawberry's
         `json.dumps` (compact; UTF-8 instead of \\u escapes), in a tenth of the time (a
         page of 100 students with guardians and groups is ~60 KB: json.dumps took ~3 ms
         of the request). What orjson refuses (an integer beyond 64 bits in a JSON
         scalar) goes to the standard encoder, as before."""
         try:
-            return orjson.dumps(data)
+            # A str: the websocket transport sends a str as a text frame, and
+            # graphql-transport-ws clients read text frames only.
+            return orjson.dumps(data).decode()
         except orjson.JSONEncodeError:
             return super().encode_json(data)
 
@@ -193,29 +235,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         for awaitable in pending_startups:
             await awaitable
-        await warm_up_renderer()
-        # What exists now (schema, doctypes, policy, SQLAlchemy's mappers and statement
-        # caches, the renderer's fonts and caches: hundreds of thousands of objects)
-        # lives as long as the process. Moved out of the collector's reach, it is no
-        # longer walked by every full collection during requests: bench/read_api.py's
-        # page of students answered ~3 ms sooner, and a full collection in the middle of
-        # a PDF took ~40 ms instead of ~70 ms once the renderer's ~40 000 objects were
-        # frozen too. (Collected first, so no garbage is frozen with it.)
-        gc.collect()
-        gc.freeze()
-        thresholds = gc.get_threshold()
-        gc.set_threshold(thresholds[0], thresholds[1], FULL_COLLECTION_AFTER)
         try:
-            yield
+            await warm_up_renderer()
+        except Exception:  # the API serves without PDFs; finalizing reports the fault
+            log.exception("Could not warm up the PDF renderer; letters render on first use")
+        try:
+            with _serving_collector():
+                yield
         finally:
-            gc.set_threshold(*thresholds)
-            try:
-                await engine.dispose()
-            finally:
-                # Back into the collector's reach, so that what has finalizers
-                # (WeasyPrint's font configurations) is finalized while the interpreter
-                # is whole.
-                gc.unfreeze()
+            await engine.dispose()
 
     routes = [
         Route("/healthz", healthz),

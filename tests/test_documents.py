@@ -885,4 +885,11 @@ async def test_start_up_warms_the_renderer_and_tunes_the_collector(settings: Any
         # Frozen: no longer in any of the collector's generations.
         font_config = warm[0]
         assert all(o is not font_config for o in gc.get_objects())
+        # A second app serving at the same time (as in tests) leaves the settings to the
+        # last one that stops.
+        other = create_app(settings)
+        async with other.router.lifespan_context(other):
+            pass
+        assert gc.get_threshold() == (before[0], before[1], FULL_COLLECTION_AFTER)
+        assert all(o is not font_config for o in gc.get_objects())
     assert gc.get_threshold() == before

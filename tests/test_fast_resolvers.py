@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import enum
 from datetime import date
-from typing import Any
+from typing import Any, NewType
 
 import strawberry
 from graphql import GraphQLObjectType
+from graphql.pyutils import Undefined
 from strawberry.extensions import SchemaExtension
 from strawberry.permission import BasePermission
 from strawberry.scalars import JSON
@@ -521,6 +522,11 @@ class Shade(enum.Enum):
     DARK = "dark"
 
 
+# A scalar that puts out anything (as its repr): graphql-core still answers null for
+# Undefined, which never reaches the scalar.
+Loose = strawberry.scalar(NewType("Loose", object), serialize=repr, parse_value=lambda value: value)
+
+
 @strawberry.type
 class Odd:
     label: str
@@ -528,6 +534,7 @@ class Odd:
     maybe_colour: Colour | None
     day: date | None
     blob: JSON | None = None  # a scalar that coerces anything, an exception too
+    loose: Loose | None = None  # type: ignore[valid-type]
 
 
 async def _eventually(value: str) -> str:
@@ -536,7 +543,13 @@ async def _eventually(value: str) -> str:
 
 def _odd_values() -> list[Odd]:
     return [
-        Odd(label="vanlig", colour=Colour.RED, maybe_colour=None, day=date(2026, 11, 23)),
+        Odd(
+            label="vanlig",
+            colour=Colour.RED,
+            maybe_colour=None,
+            day=date(2026, 11, 23),
+            loose=3,
+        ),
         Odd(
             label=ValueError("Feil som verdi."),  # type: ignore[arg-type]
             colour=Shade.DARK,  # type: ignore[arg-type] # a member of another enum
@@ -555,6 +568,7 @@ def _odd_values() -> list[Odd]:
             maybe_colour=None,
             day=None,
             blob=KeyError("Feil i JSON-verdien."),
+            loose=Undefined,
         ),
     ]
 
@@ -567,7 +581,7 @@ class OddQuery:
 
 
 async def test_unusual_leaf_values_answer_as_graphql_core() -> None:
-    query = "{ odd { label colour maybeColour day blob } }"
+    query = "{ odd { label colour maybeColour day blob loose } }"
     stock = strawberry.Schema(query=OddQuery)
     fast = strawberry.Schema(query=OddQuery, execution_context_class=PlainFieldExecutor)
     install_fast_resolvers(fast)
@@ -584,6 +598,7 @@ async def test_unusual_leaf_values_answer_as_graphql_core() -> None:
         "maybeColour": None,
         "day": "2026-11-23",
         "blob": None,
+        "loose": "3",  # the scalar's own answer
     }
     assert expected["data"]["odd"][1] is None
     assert expected["data"]["odd"][2]["label"] == "senere"
@@ -593,4 +608,5 @@ async def test_unusual_leaf_values_answer_as_graphql_core() -> None:
         "maybeColour": None,
         "day": None,
         "blob": None,
+        "loose": None,
     }

@@ -46,7 +46,10 @@ async def _person(sessions: Any, username: str) -> int:
 
 
 async def _receive(socket: Any, wait: float = 5.0) -> dict[str, Any]:
-    return json.loads(await asyncio.wait_for(socket.recv(), wait))
+    frame = await asyncio.wait_for(socket.recv(), wait)
+    # graphql-transport-ws messages are text frames: browser clients ignore binary ones.
+    assert isinstance(frame, str), frame
+    return json.loads(frame)
 
 
 async def _subscribed(url: str, token: str, person_id: int) -> Any:

@@ -256,14 +256,15 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
                     elif value.__class__ is str and plain.str_as_is:
                         results[response_name] = value
                         continue
-                    elif value is not _MISSING and (
-                        value.__class__ in _PLAIN_VALUES or _leaf_candidate(value, is_awaitable)
-                    ):
+                    elif value is not _MISSING and value is not Undefined:
                         try:
-                            results[response_name] = self.complete_leaf_value(
-                                plain.leaf_type, value
-                            )
-                            continue
+                            if value.__class__ in _PLAIN_VALUES or _leaf_candidate(
+                                value, is_awaitable
+                            ):
+                                results[response_name] = self.complete_leaf_value(
+                                    plain.leaf_type, value
+                                )
+                                continue
                         except Exception:  # noqa: BLE001, S110 - the ordinary path reports it
                             pass
                 # Everything else (and a plain field with an unusual value) takes

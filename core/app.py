@@ -42,48 +42,30 @@ from core.state import AppState
 
 log = logging.getLogger(__name__)
 
-# How many young-generation collections run before a full one may (CPython's default:
-# 10). A full collection walks every live object; in the middle of a PDF that is
-# WeasyPrint's whole layout, ~40 ms. At the default one ran every ~10 letters, and a
-# render that had one took that much longer. The young collections still run as often
-# as before; only the full ones are rarer. The price is memory: cyclic garbage that
-# outlives the young generations (a letter's layout leaves ~10 000 such objects) waits
-# longer to be freed, up to ~100 000 objects (some tens of MB) instead of ~10 000.
-FULL_COLLECTION_AFTER = 100
-
 _serving_apps = 0
-_thresholds_before_serving: tuple[int, int, int] = gc.get_threshold()
 
 
 @contextlib.contextmanager
-def _serving_collector() -> Iterator[None]:
-    """While an app serves: the heap built at start-up frozen out of the collector's
-    reach, and full collections rarer (FULL_COLLECTION_AFTER). Both are settings of the
-    whole process, so they are put back when the last serving app stops (tests run
-    several apps, sometimes overlapping)."""
-    global _serving_apps, _thresholds_before_serving
+def _frozen_start_up_heap() -> Iterator[None]:
+    """While an app serves, the heap built at start-up is frozen out of the collector's
+    reach. A setting of the whole process, so it is undone when the last serving app
+    stops (tests run several apps, sometimes overlapping)."""
+    global _serving_apps
     # What exists now (schema, doctypes, policy, SQLAlchemy's mappers and statement
-    # caches, the renderer's fonts and caches: hundreds of thousands of objects) lives
-    # as long as the process. Moved out of the collector's reach, it is no longer walked
-    # by every full collection during requests: bench/read_api.py's page of students
-    # answered ~3 ms sooner, and a full collection in the middle of a PDF took ~40 ms
-    # instead of ~70 ms once the renderer's ~40 000 objects were frozen too. (Collected
+    # caches: hundreds of thousands of objects) lives as long as the process. Moved out
+    # of the collector's reach, it is no longer walked by every full collection during
+    # requests: bench/read_api.py's page of students answered ~3 ms sooner. (Collected
     # first, so no garbage is frozen with it.)
     gc.collect()
     gc.freeze()
-    if _serving_apps == 0:
-        _thresholds_before_serving = gc.get_threshold()
-        young, middle, _full = _thresholds_before_serving
-        gc.set_threshold(young, middle, FULL_COLLECTION_AFTER)
     _serving_apps += 1
     try:
         yield
     finally:
         _serving_apps -= 1
         if _serving_apps == 0:
-            gc.set_threshold(*_thresholds_before_serving)
-            # Back into the collector's reach, so that what has finalizers (WeasyPrint's
-            # font configurations) is finalized while the interpreter is whole.
+            # Back into the collector's reach, so that what has finalizers is finalized
+            # while the interpreter is whole.
             gc.unfreeze()
 
 
@@ -238,9 +220,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             await warm_up_renderer()
         except Exception:  # the API serves without PDFs; finalizing reports the fault
-            log.exception("Could not warm up the PDF renderer; letters render on first use")
+            log.exception("Could not start the PDF renderer; letters try again on first use")
         try:
-            with _serving_collector():
+            with _frozen_start_up_heap():
                 yield
         finally:
             await engine.dispose()

@@ -855,41 +855,35 @@ async def test_a_form_never_carries_a_sensitive_field(
     assert draft["status"] == "DRAFT"
 
 
-async def test_start_up_warms_the_renderer_and_tunes_the_collector(settings: Any) -> None:
-    """The app's start-up renders once in the render thread, so the first letter does not
-    pay for WeasyPrint's imports and the fonts, and what that builds is frozen out of the
-    collector's reach with the rest of start-up."""
+async def test_start_up_starts_a_warm_renderer_process(settings: Any) -> None:
+    """The app's start-up starts the renderer process and waits until it is warm (fonts
+    loaded, its heap frozen), so the first letter does not pay for it; and the server's
+    own start-up heap is frozen while it serves, also with two apps overlapping."""
     import gc
+    import os
 
-    from core.app import FULL_COLLECTION_AFTER, create_app
+    import core.app as app_module
+    from core.app import create_app
     from core.documents import render
 
-    loop = asyncio.get_running_loop()
-
-    def forget_fonts() -> None:
-        render._per_thread.__dict__.pop("fonts", None)
-
-    def fonts() -> Any:
-        return getattr(render._per_thread, "fonts", None)
-
-    # The render thread is shared by the whole test process: start it cold.
-    await loop.run_in_executor(render._render_executor, forget_fonts)
-    assert await loop.run_in_executor(render._render_executor, fonts) is None
+    # The renderer is shared by the whole test process: start from none.
+    render.stop_renderer()
+    assert render._renderer_pool is None
     app = create_app(settings)
-    before = gc.get_threshold()
     async with app.router.lifespan_context(app):
-        # Full collections are rarer while serving (see core/app.py), and put back after.
-        assert gc.get_threshold() == (before[0], before[1], FULL_COLLECTION_AFTER)
-        warm = await loop.run_in_executor(render._render_executor, fonts)
-        assert warm is not None
-        # Frozen: no longer in any of the collector's generations.
-        font_config = warm[0]
-        assert all(o is not font_config for o in gc.get_objects())
-        # A second app serving at the same time (as in tests) leaves the settings to the
-        # last one that stops.
+        assert render._renderer_pool is not None
+        assert await render.in_renderer(render.renderer_is_warm)
+        renderer_pid = await render.in_renderer(os.getpid)
+        assert renderer_pid != os.getpid()  # a process of its own
+        assert gc.get_freeze_count() > 0
         other = create_app(settings)
         async with other.router.lifespan_context(other):
             pass
-        assert gc.get_threshold() == (before[0], before[1], FULL_COLLECTION_AFTER)
-        assert all(o is not font_config for o in gc.get_objects())
-    assert gc.get_threshold() == before
+        assert gc.get_freeze_count() > 0  # still frozen: the first app still serves
+        # A renderer that dies is replaced, and the letter is rendered all the same.
+        os.kill(renderer_pid, 9)
+        pdf, seconds = await render.in_renderer(render.render_timed, render._WARM_UP_HTML)
+        assert pdf.startswith(b"%PDF-") and seconds > 0
+        assert await render.in_renderer(os.getpid) != renderer_pid
+    if app_module._serving_apps == 0:  # (another test's server may still be serving)
+        assert gc.get_freeze_count() == 0

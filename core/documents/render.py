@@ -17,11 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import hashlib
 import io
 import logging
+import multiprocessing
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -137,12 +142,6 @@ class _NoSubsetterWarning(logging.Filter):
 logging.getLogger("weasyprint").addFilter(_NoSubsetterWarning())
 
 _per_thread = threading.local()
-# One rendering thread for the process. WeasyPrint is pure Python, so two renders in two
-# threads only take turns at the GIL; and its font, stylesheet and Pango caches (see
-# `_fonts`) are per thread, so asyncio's shared pool spread renders over cold threads.
-# Measured with bench/documents.py: rendering inside finalize came closer to bare
-# rendering with one dedicated thread.
-_render_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tavle-render")
 
 
 def _fonts() -> tuple[Any, list[Any]]:
@@ -176,29 +175,110 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-async def render_document(doctype: Any, context: dict[str, Any]) -> RenderedDocument:
-    """Template, then PDF in a worker thread so the event loop keeps serving requests."""
-    from core.doctypes import render_html
+# -- the renderer process ------------------------------------------------------------------
+# PDFs are made in a process of their own. WeasyPrint is pure Python: in a thread of the
+# server it held the GIL for most of a letter's ~100 ms, so every other request waited
+# for it, and the server's own work between letters (and its collector, walking the
+# server's heap in the middle of a layout) made each letter ~5-15 % slower than the same
+# letter rendered alone (bench/documents.py). The renderer process does nothing else: it
+# keeps WeasyPrint, the fonts and its caches warm, and the server stays responsive. One
+# process: letters are rendered one at a time, as before, in the order asked.
 
-    html = render_html(doctype, context)
-    pdf = await asyncio.get_running_loop().run_in_executor(_render_executor, render_pdf, html)
-    return RenderedDocument(html=html, pdf=pdf, sha256=sha256(pdf))
-
-
-# A letter's worth of text in the letter fonts, for `warm_up`.
+# A letter's worth of text in the letter fonts, for the warm-up.
 _WARM_UP_HTML = (
     "<html><head><title>Tavle</title></head><body>"
     "<h1>Tavle</h1><p><b>Æ Ø Å</b> <i>æ ø å</i> – «dokument» 1 2 3</p></body></html>"
 )
 
+_renderer_lock = threading.Lock()
+_renderer_pool: ProcessPoolExecutor | None = None
+
+
+def start_renderer() -> None:
+    """In a renderer process, once: WeasyPrint's imports, the cut-down fonts and a first
+    layout (~2 s), then that heap frozen out of the collector's reach, so the collections
+    during a letter walk only the letter."""
+    render_pdf(_WARM_UP_HTML)
+    gc.collect()
+    gc.freeze()
+
+
+def render_timed(html: str) -> tuple[bytes, float]:
+    """In the renderer process: the PDF of `html` and the seconds WeasyPrint took."""
+    started = time.perf_counter()
+    pdf = render_pdf(html)
+    return pdf, time.perf_counter() - started
+
+
+def renderer_is_warm() -> bool:
+    """In the renderer process: whether the fonts are loaded and the heap frozen."""
+    return getattr(_per_thread, "fonts", None) is not None and gc.get_freeze_count() > 0
+
+
+def _renderer() -> ProcessPoolExecutor:
+    global _renderer_pool
+    with _renderer_lock:
+        if _renderer_pool is None:
+            # spawn, not fork: the server has threads (aiosqlite's, the event loop's
+            # executors), and a forked child would inherit their locks mid-use.
+            _renderer_pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=start_renderer,
+            )
+        return _renderer_pool
+
+
+def stop_renderer() -> None:
+    """Stop the renderer process (a new one starts on the next letter)."""
+    global _renderer_pool
+    with _renderer_lock:
+        pool, _renderer_pool = _renderer_pool, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+async def in_renderer(function: Callable[..., Any], *args: Any) -> Any:
+    """`function(*args)` in the renderer process. A renderer that died (killed, out of
+    memory) is replaced once and the call made again; a letter's own error (a template
+    WeasyPrint cannot lay out) is raised as it is."""
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.run_in_executor(_renderer(), function, *args)
+    except BrokenProcessPool:
+        log.warning("The PDF renderer process stopped; starting a new one")
+        stop_renderer()
+        return await loop.run_in_executor(_renderer(), function, *args)
+
+
+@dataclass
+class RenderStatistics:
+    """Letters rendered by this server process, and WeasyPrint's time for them (measured
+    in the renderer process, so without the hand-over)."""
+
+    documents: int = 0
+    seconds: float = 0.0
+
+
+render_statistics = RenderStatistics()
+
+
+async def render_document(doctype: Any, context: dict[str, Any]) -> RenderedDocument:
+    """Template, then PDF in the renderer process; the event loop keeps serving."""
+    from core.doctypes import render_html
+
+    html = render_html(doctype, context)
+    pdf, seconds = await in_renderer(render_timed, html)
+    render_statistics.documents += 1
+    render_statistics.seconds += seconds
+    return RenderedDocument(html=html, pdf=pdf, sha256=sha256(pdf))
+
 
 async def warm_up() -> None:
-    """Render a small document in the render thread, so that WeasyPrint's imports, the
-    cut-down fonts and the thread's font configuration are made at start-up rather than
-    in the first user's request (~2 s on this machine), and so that the app can freeze
-    them out of the collector's reach with everything else that lives as long as the
-    process (see core/app.py)."""
-    await asyncio.get_running_loop().run_in_executor(_render_executor, render_pdf, _WARM_UP_HTML)
+    """Start the renderer process and wait until it is warm (see `start_renderer`), so
+    that the first user's letter does not pay for it."""
+    if not await in_renderer(renderer_is_warm):
+        raise RuntimeError("the PDF renderer did not warm up")
 
 
 def letter_context(

@@ -524,7 +524,10 @@ class Shade(enum.Enum):
 
 # A scalar that puts out anything (as its repr): graphql-core still answers null for
 # Undefined, which never reaches the scalar.
-Loose = strawberry.scalar(NewType("Loose", object), serialize=repr, parse_value=lambda value: value)
+Loose = NewType("Loose", object)
+LOOSE_SCALARS = {
+    Loose: strawberry.scalar(name="Loose", serialize=repr, parse_value=lambda value: value)
+}
 
 
 @strawberry.type
@@ -534,7 +537,7 @@ class Odd:
     maybe_colour: Colour | None
     day: date | None
     blob: JSON | None = None  # a scalar that coerces anything, an exception too
-    loose: Loose | None = None  # type: ignore[valid-type]
+    loose: Loose | None = None
 
 
 async def _eventually(value: str) -> str:
@@ -582,8 +585,13 @@ class OddQuery:
 
 async def test_unusual_leaf_values_answer_as_graphql_core() -> None:
     query = "{ odd { label colour maybeColour day blob loose } }"
-    stock = strawberry.Schema(query=OddQuery)
-    fast = strawberry.Schema(query=OddQuery, execution_context_class=PlainFieldExecutor)
+    from strawberry.schema.config import StrawberryConfig
+
+    config = StrawberryConfig(scalar_map=LOOSE_SCALARS)
+    stock = strawberry.Schema(query=OddQuery, config=config)
+    fast = strawberry.Schema(
+        query=OddQuery, config=config, execution_context_class=PlainFieldExecutor
+    )
     install_fast_resolvers(fast)
     expected = await _run_tree(stock, query)
     assert await _run_tree(fast, query) == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import inspect
@@ -27,6 +28,7 @@ from core.auth.oidc import oidc_routes
 from core.config import Settings
 from core.db import create_engine, create_sessionmaker
 from core.doctypes import load_doctypes
+from core.documents.render import stop_renderer
 from core.documents.render import warm_up as warm_up_renderer
 from core.documents.service import visible_documents
 from core.messages.routes import message_routes
@@ -225,7 +227,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             with _frozen_start_up_heap():
                 yield
         finally:
-            await engine.dispose()
+            try:
+                await engine.dispose()
+            finally:
+                if _serving_apps == 0:
+                    # The last serving app stops the renderer process with it.
+                    await asyncio.to_thread(stop_renderer)
 
     routes = [
         Route("/healthz", healthz),

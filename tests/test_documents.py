@@ -887,3 +887,42 @@ async def test_start_up_starts_a_warm_renderer_process(settings: Any) -> None:
         assert await render.in_renderer(os.getpid) != renderer_pid
     if app_module._serving_apps == 0:  # (another test's server may still be serving)
         assert gc.get_freeze_count() == 0
+        assert render._renderer_pool is None  # stopped with the last serving app
+
+
+def test_renderer_process_ends_when_the_server_is_killed(tmp_path: Any) -> None:
+    """A server killed outright (no shutdown) leaves no renderer process behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import asyncio, os, sys, time\n"
+        "from core.documents import render\n"
+        "pid = asyncio.run(render.in_renderer(os.getpid))\n"
+        "print(pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=os.getcwd()
+    )
+    try:
+        renderer = int(server.stdout.readline())  # type: ignore[union-attr]
+        os.kill(renderer, 0)  # it runs
+        server.send_signal(signal.SIGKILL)
+        server.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(renderer, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(renderer, signal.SIGKILL)
+            raise AssertionError("the renderer process outlived the server")
+    finally:
+        if server.poll() is None:
+            server.kill()

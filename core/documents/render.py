@@ -22,6 +22,8 @@ import hashlib
 import io
 import logging
 import multiprocessing
+import multiprocessing.connection
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -197,10 +199,22 @@ _renderer_pool: ProcessPoolExecutor | None = None
 def start_renderer() -> None:
     """In a renderer process, once: WeasyPrint's imports, the cut-down fonts and a first
     layout (~2 s), then that heap frozen out of the collector's reach, so the collections
-    during a letter walk only the letter."""
+    during a letter walk only the letter. The process ends when the server's does, even
+    when the server was killed and could not stop it."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(
+            target=_exit_with, args=(parent.sentinel,), name="tavle-renderer-parent", daemon=True
+        ).start()
     render_pdf(_WARM_UP_HTML)
     gc.collect()
     gc.freeze()
+
+
+def _exit_with(parent_sentinel: int) -> None:
+    """In a renderer process: wait until the server's process has ended, then end too."""
+    multiprocessing.connection.wait([parent_sentinel])
+    os._exit(0)
 
 
 def render_timed(html: str) -> tuple[bytes, float]:

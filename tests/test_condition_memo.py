@@ -96,3 +96,38 @@ def test_document_visibility_follows_the_doctypes() -> None:
     after = visible_documents(teacher, doctypes)
     assert after is not before
     assert "soknad" in str(after.compile(compile_kwargs={"literal_binds": True}))
+
+
+def test_per_caller_statements_are_never_shared_between_callers() -> None:
+    """`ConditionMemo.for_caller` (the documents' and loaders' statements): one build per
+    caller, purpose and extra key; another person, school year, grant set, policy,
+    purpose or extra builds anew."""
+    memo = ConditionMemo()
+    teacher = _teacher()
+    built: list[object] = []
+
+    def build() -> object:
+        built.append(object())
+        return built[-1]
+
+    def again(**changes: object) -> Principal:
+        fields = {
+            "person_id": teacher.person_id,
+            "grants": teacher.grants,
+            "policy": teacher.policy,
+            "current_school_year_id": teacher.current_school_year_id,
+        }
+        return Principal(**{**fields, **changes})  # type: ignore[arg-type]
+
+    first = memo.for_caller(teacher, "load", build, ("a",))
+    # The same caller in a later request (a new Principal object): reused.
+    assert memo.for_caller(again(), "load", build, ("a",)) is first
+    others = [
+        memo.for_caller(teacher, "send", build, ("a",)),
+        memo.for_caller(teacher, "load", build, ("b",)),
+        memo.for_caller(again(current_school_year_id=3), "load", build, ("a",)),
+        memo.for_caller(again(grants=(Grant("laerer", 2),)), "load", build, ("a",)),
+        memo.for_caller(again(person_id=43), "load", build, ("a",)),
+        memo.for_caller(_teacher(), "load", build, ("a",)),  # another policy (reloaded)
+    ]
+    assert len({id(o) for o in [first, *others]}) == 7 and len(built) == 7

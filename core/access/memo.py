@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from core.access.grants import Principal
 
 T = TypeVar("T")
 
@@ -45,6 +48,25 @@ class ConditionMemo:
         if len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
         return value
+
+    def for_caller(
+        self,
+        principal: Principal,
+        purpose: str,
+        build: Callable[[], T],
+        extra: Hashable = (),
+    ) -> T:
+        """`build()` for what depends on the caller alone: remembered per `purpose`, the
+        caller (person, school year, grants, policy by identity) and `extra` (what else
+        it is built from, hashable: grant sets, doctype permissions)."""
+        values = (
+            purpose,
+            principal.person_id,
+            principal.current_school_year_id,
+            principal.grants,
+            extra,
+        )
+        return self.get_or_build(values, (principal.policy,), build)
 
     def clear(self) -> None:
         self._entries.clear()

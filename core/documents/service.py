@@ -230,21 +230,6 @@ def _covering(
 _STATEMENTS = ConditionMemo(max_entries=512)
 
 
-def _caller_statement(
-    principal: Principal, purpose: str, extra: tuple[Any, ...], build: Any
-) -> Any:
-    """`build()`, remembered per caller (person, school year, grants, policy), `purpose`
-    and `extra` (hashable: grant sets, doctype keys)."""
-    values = (
-        purpose,
-        principal.person_id,
-        principal.current_school_year_id,
-        principal.grants,
-        extra,
-    )
-    return _STATEMENTS.get_or_build(values, (principal.policy,), build)
-
-
 async def _covers(
     session: AsyncSession,
     principal: Principal,
@@ -255,7 +240,7 @@ async def _covers(
         condition = _covering(principal, bindparam("covered_student_id"), *grant_sets)
         return None if condition is None else select(condition)
 
-    statement = _caller_statement(principal, "covers", grant_sets, build)
+    statement = _STATEMENTS.for_caller(principal, "covers", build, grant_sets)
     if statement is None:
         return False
     return bool((await session.execute(statement, {"covered_student_id": student_id})).scalar())
@@ -320,14 +305,14 @@ async def _load_for_change(
     """The document, when the caller may see it; otherwise NOT_FOUND or FORBIDDEN. The
     common case is one statement; only a refusal asks again whether the row exists."""
     private = tuple(application_keys(state.doctypes))
-    statement = _caller_statement(
+    statement = _STATEMENTS.for_caller(
         principal,
         "load_document",
-        private,
         lambda: select(Document).where(
             Document.id == bindparam("document_id"),
             visible_documents(principal, state.doctypes),
         ),
+        private,
     )
     document = (await session.execute(statement, {"document_id": document_id})).scalar_one_or_none()
     if document is None:
@@ -588,7 +573,7 @@ async def _load_for_finalize(
             .where(visible_documents(principal, state.doctypes))
         )
 
-    statement = _caller_statement(principal, "finalize", _permissions(state.doctypes), build)
+    statement = _STATEMENTS.for_caller(principal, "finalize", build, _permissions(state.doctypes))
     row = (
         await session.execute(
             statement, {"document_id": document_id, "signer_id": principal.person_id}
@@ -765,7 +750,7 @@ async def _load_for_send(
             visible_documents(principal, state.doctypes),
         )
 
-    statement = _caller_statement(principal, "send", _permissions(state.doctypes), build)
+    statement = _STATEMENTS.for_caller(principal, "send", build, _permissions(state.doctypes))
     row = (await session.execute(statement, {"document_id": document_id})).first()
     if row is None:
         await _refuse(session, document_id)

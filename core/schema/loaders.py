@@ -321,14 +321,11 @@ class Loaders:
         return and_(Enrolment.student_id == Person.id, Enrolment.school_year_id == self._year)
 
     # -- batch functions ---------------------------------------------------------------
-    def _statement(self, name: str, build: Callable[[], Select[Any]]) -> Select[Any]:
-        """`build()` (a statement over the bound keys `_KEYS`), once per caller."""
-        principal = self.principal
-        values = (name, principal.person_id, principal.current_school_year_id, principal.grants)
-        return _STATEMENTS.get_or_build(values, (principal.policy,), build)
-
     async def _run(self, name: str, build: Callable[[], Select[Any]], keys: Sequence[Any]) -> Any:
-        return await self.db.execute(self._statement(name, build), {_KEYS: list(keys)})
+        """The batch statement `build()` (over the bound keys `_KEYS`), built once per
+        caller, run for `keys`."""
+        statement = _STATEMENTS.for_caller(self.principal, name, build)
+        return await self.db.execute(statement, {_KEYS: list(keys)})
 
     async def _load_schools(self, ids: Sequence[int]) -> list[School | None]:
         rows = (await self.db.execute(select(School).where(School.id.in_(ids)))).scalars()

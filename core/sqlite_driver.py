@@ -116,6 +116,10 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
             self._adapt_connection._handle_exception(error)
 
     async def _run(self, operation: Any, parameters: Any, *, many: bool) -> None:
+        # What the previous statement reported is gone, also when this one fails (as on
+        # a sqlite3 cursor).
+        self._description, self._rowcount, self._lastrowid = None, -1, None
+        self._rows.clear()
         async with self._adapt_connection._execute_mutex:
             outcome = await self._connection._execute(
                 _run_statement, self._connection, operation, parameters, many

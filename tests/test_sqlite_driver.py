@@ -4,6 +4,7 @@ per statement. Runs on a SQLite file of its own in both CI runs (the driver is S
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,22 @@ async def test_errors_are_the_dbapi_errors_and_the_transaction_rolls_back(
         # still work after the errors.
         assert (await connection.execute(select(func.count()).select_from(pupil))).scalar() == 0
         assert (await connection.execute(select(func.count()).select_from(school))).scalar() == 2
+
+
+async def test_a_failed_statement_leaves_nothing_of_the_previous_one(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.connect() as connection:
+        raw = await _raw(connection)
+        cursor = raw.dbapi_connection.cursor()
+
+        def run(_sync: Any) -> tuple[Any, Any, list[Any]]:
+            cursor.execute("SELECT name FROM school ORDER BY id")
+            with pytest.raises(sqlite3.OperationalError):
+                cursor.execute("SELECT * FROM finnes_ikke")
+            return cursor.description, cursor.rowcount, cursor.fetchall()
+
+        assert await connection.run_sync(run) == (None, -1, [])
 
 
 async def test_streaming_results_keep_the_server_side_cursor(engine: AsyncEngine) -> None:

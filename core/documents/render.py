@@ -164,7 +164,7 @@ def _fonts() -> tuple[Any, list[Any]]:
 
 def render_pdf(html: str) -> bytes:
     """HTML to PDF/A-2b (the title comes from the HTML's <title>). CPU-bound: async code
-    goes through `render_document`, which runs it in a worker thread."""
+    goes through `render_document`, which runs it in the renderer process."""
     from weasyprint import HTML
 
     font_config, stylesheets = _fonts()

@@ -618,3 +618,112 @@ async def test_unusual_leaf_values_answer_as_graphql_core() -> None:
         "blob": None,
         "loose": None,
     }
+
+
+# -- compiled field sets (core/schema/compiled.py) -----------------------------------------
+
+
+@strawberry.type
+class Reading:
+    id: strawberry.ID
+    count: int
+    ratio: float
+    flag: bool
+    note: str | None
+    colour: Colour
+
+    @strawberry.field
+    def shout(self, info: strawberry.Info) -> str:
+        return str(self.note).upper()
+
+
+@strawberry.type
+class Faulty:
+    """A plain field whose attribute raises when read: a field error on both paths."""
+
+    label: str
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "label":
+            raise RuntimeError("Kan ikke lese label.")
+        return super().__getattribute__(name)
+
+
+def _readings() -> list[Reading]:
+    def reading(**changes: Any) -> Reading:
+        values: dict[str, Any] = {
+            "id": strawberry.ID("UmVhZGluZzox"),
+            "count": 1,
+            "ratio": 0.25,
+            "flag": True,
+            "note": "ok",
+            "colour": Colour.RED,
+        }
+        values.update(changes)
+        return Reading(**values)
+
+    return [
+        reading(),
+        reading(count=2**31 - 1, note=None),  # the largest Int
+        reading(count=-(2**31)),  # the smallest Int
+        reading(count=2**31),  # one past: a field error
+        reading(count=True, flag=1),  # graphql-core coerces a bool to Int, not 1 to Boolean
+        reading(count="5", ratio=3),  # a numeric string for Int, an int for Float
+        reading(ratio=float("nan")),  # not a Float: a field error
+        reading(id=7, note=8),  # an int for ID (coerced), an int for String
+        reading(colour="RED"),  # a name, not a member
+    ]
+
+
+@strawberry.type
+class ReadingQuery:
+    @strawberry.field
+    def readings(self) -> list[Reading | None]:
+        return _readings()  # type: ignore[return-value]
+
+    @strawberry.field
+    def faulty(self) -> list[Faulty | None]:
+        return [Faulty(label="a"), Faulty(label="b")]
+
+
+def test_compiled_field_sets_answer_as_graphql_core() -> None:
+    """Every value that a compiled reader does not take as it is falls back to the
+    field-by-field path: the same answers, the same errors, the same key order."""
+    import json
+
+    from core.schema import compiled
+
+    query = """{ readings { __typename id count ratio flag note colour kind: __typename
+      shout again: count id2: id ...on Reading { note ratio } }
+      faulty { label __typename } }"""
+
+    def answer(schema: strawberry.Schema) -> tuple[str, list[tuple[str, tuple[Any, ...]]]]:
+        result = schema.execute_sync(query)
+        errors = sorted((e.message, tuple(e.path or ())) for e in result.errors or [])
+        return json.dumps(result.data), errors  # key order included
+
+    stock = strawberry.Schema(query=ReadingQuery)
+    fast = strawberry.Schema(query=ReadingQuery, execution_context_class=PlainFieldExecutor)
+    install_fast_resolvers(fast)
+    compiled._compiled.cache_clear()
+    expected = answer(stock)
+    assert answer(fast) == expected
+    data = json.loads(expected[0])
+    messages = {m for m, _ in expected[1]}
+    assert any("Int cannot represent non 32-bit" in m for m in messages)
+    assert any("Float cannot represent" in m for m in messages)
+    assert any("Enum 'Colour' cannot represent" in m for m in messages)
+    assert "Kan ikke lese label." in messages
+    assert data["readings"][1]["count"] == 2**31 - 1 and data["readings"][1]["note"] is None
+    assert data["readings"][4]["count"] == 1
+    assert data["readings"][5]["count"] == 5 and data["readings"][5]["ratio"] == 3.0
+    assert data["readings"][7]["id"] == "7" and data["readings"][7]["note"] == "8"
+    assert list(data["readings"][0]) == [
+        "__typename", "id", "count", "ratio", "flag", "note", "colour", "kind", "shout",
+        "again", "id2",
+    ]  # fmt: skip
+    # One reader per selection shape, shared by later requests of the same query.
+    compiled_once = compiled._compiled.cache_info().misses
+    assert compiled_once >= 2
+    assert answer(fast) == expected
+    assert compiled._compiled.cache_info().misses == compiled_once

@@ -34,6 +34,7 @@ every check it makes, runs as before; only the wrapper is cheaper.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from collections.abc import Callable
@@ -52,11 +53,14 @@ from graphql import (
     GraphQLString,
     is_leaf_type,
 )
+from graphql.execution.executor import to_nodes
 from graphql.pyutils import Path, Undefined, gather_with_cancel
 from strawberry import Schema
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
+
+from core.schema.compiled import Constant, Entry, LeafRead, Leaves, Placeholder, compile_leaves
 
 _MISSING = object()
 
@@ -184,6 +188,31 @@ def _object_shape(return_type: GraphQLOutputType) -> _ObjectShape | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _DirectField:
+    """A field without arguments, as execute_field looks it up on every call."""
+
+    field: GraphQLField
+    resolve: Callable[..., Any]
+    nodes: list[Any]
+    parent_type: GraphQLObjectType
+
+
+@dataclass(slots=True)
+class _FieldsPlan:
+    """How the executor completes one collected selection set of `parent_type`:
+    `entries` for the field-by-field loop; on the short path also `leaves`, the
+    generated reader of its plain fields, and `others`, the remaining fields with their
+    direct execution (None: graphql-core's execute_field). The grouped field set is
+    kept alive with its plan, so its id (the plan's key) cannot be reused."""
+
+    parent_type: GraphQLObjectType
+    grouped_field_set: Any
+    entries: list[tuple[str, Any, PlainField | None]]
+    leaves: Leaves | None = None
+    others: list[tuple[str, Any, _DirectField | None]] = dataclasses.field(default_factory=list)
+
+
 class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
     """strawberry's execution context, with short paths for `PlainField`s and for
     objects and lists of objects that are already there (not awaitable).
@@ -203,27 +232,55 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
         self._short_path = manager is None or not manager.middlewares
         # Per request: the fields of each collected selection set, looked up once. The
         # grouped field set is kept alive with its plan so its id cannot be reused.
-        self._field_plans: dict[tuple[GraphQLObjectType, int], tuple[Any, list[Any]]] = {}
+        self._field_plans: dict[tuple[GraphQLObjectType, int], _FieldsPlan] = {}
         self._shapes: dict[GraphQLOutputType, _ObjectShape | None] = {}
         # Field groups known to carry no @stream (kept alive here, so an id is not
         # reused): graphql-core reads the directive again for every list it completes.
         self._unstreamed: dict[int, Any] = {}
 
-    def _field_plan(
-        self, parent_type: GraphQLObjectType, grouped_field_set: Any
-    ) -> list[tuple[str, Any, PlainField | None]]:
+    def _field_plan(self, parent_type: GraphQLObjectType, grouped_field_set: Any) -> _FieldsPlan:
         key = (parent_type, id(grouped_field_set))
-        cached = self._field_plans.get(key)
-        if cached is not None:
-            return cached[1]
-        plan = []
+        plan = self._field_plans.get(key)
+        if plan is not None:
+            return plan
+        entries = []
         for response_name, field_details_list in grouped_field_set.items():
             field = parent_type.fields.get(field_details_list[0].node.name.value)
             resolve = field.resolve if field is not None else None
             plain = resolve if resolve.__class__ is PlainField else None
-            plan.append((response_name, field_details_list, plain))
-        self._field_plans[key] = (grouped_field_set, plan)
+            entries.append((response_name, field_details_list, plain))
+        plan = _FieldsPlan(parent_type, grouped_field_set, entries)
+        if self._short_path:
+            self._compile(plan, parent_type)
+        self._field_plans[key] = plan
         return plan
+
+    def _compile(self, plan: _FieldsPlan, parent_type: GraphQLObjectType) -> None:
+        """The generated leaf reader of `plan` (core/schema/compiled.py) and, for each
+        other field, how to execute it: directly when it has no arguments."""
+        compiled: list[Entry] = []
+        for response_name, field_details_list, plain in plan.entries:
+            node = field_details_list[0].node
+            if plain is not None:
+                compiled.append(
+                    LeafRead(response_name, plain.name, plain.leaf_type, plain.non_null)
+                )
+                continue
+            if node.name.value == "__typename":
+                compiled.append(Constant(response_name, parent_type.name))
+                continue
+            compiled.append(Placeholder(response_name))
+            field = parent_type.fields.get(node.name.value)
+            direct = None
+            if field is not None and not field.args and not node.arguments:
+                direct = _DirectField(
+                    field,
+                    field.resolve or self.field_resolver,
+                    to_nodes(field_details_list),
+                    parent_type,
+                )
+            plan.others.append((response_name, field_details_list, direct))
+        plan.leaves = compile_leaves(compiled, self.is_awaitable)
 
     def execute_fields(
         self,
@@ -237,13 +294,16 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
             return super().execute_fields(
                 parent_type, source_value, path, grouped_field_set, position_context
             )
-        results: dict[str, Any] = {}
+        plan = self._field_plan(parent_type, grouped_field_set)
+        if plan.leaves is not None:
+            results = plan.leaves(source_value)
+            if results is not None:
+                return self._complete_others(plan, source_value, path, results, position_context)
+        results = {}
         awaitable_fields: list[str] = []
         is_awaitable = self.is_awaitable
         try:
-            for response_name, field_details_list, plain in self._field_plan(
-                parent_type, grouped_field_set
-            ):
+            for response_name, field_details_list, plain in plan.entries:
                 if plain is not None:
                     try:
                         value = getattr(source_value, plain.name, _MISSING)
@@ -287,6 +347,88 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
         if not awaitable_fields:
             return results
         return self._await_in_place(results, awaitable_fields)
+
+    def _complete_others(
+        self,
+        plan: _FieldsPlan,
+        source_value: Any,
+        path: Path | None,
+        results: dict[str, Any],
+        position_context: Any,
+    ) -> Any:
+        """Fill in the fields of `results` that are not plain leaves (the leaves are
+        there already), as execute_fields does; `results` keeps the selection's order."""
+        awaitable_fields: list[str] = []
+        is_awaitable = self.is_awaitable
+        try:
+            for response_name, field_details_list, direct in plan.others:
+                if direct is None:
+                    result = self.execute_field(
+                        plan.parent_type,
+                        source_value,
+                        field_details_list,
+                        Path(path, response_name, plan.parent_type.name),
+                        position_context,
+                    )
+                else:
+                    result = self._execute_direct(
+                        direct,
+                        source_value,
+                        field_details_list,
+                        Path(path, response_name, direct.parent_type.name),
+                        position_context,
+                    )
+                if result is Undefined:
+                    del results[response_name]
+                    continue
+                results[response_name] = result
+                if is_awaitable(result):
+                    awaitable_fields.append(response_name)
+        except Exception:
+            if awaitable_fields:
+                self.settle_in_background([results[name] for name in awaitable_fields])
+            raise
+        if not awaitable_fields:
+            return results
+        return self._await_in_place(results, awaitable_fields)
+
+    def _execute_direct(
+        self,
+        direct: _DirectField,
+        source: Any,
+        field_details_list: Any,
+        path: Path,
+        position_context: Any,
+    ) -> Any:
+        """graphql-core's execute_field for a field without arguments, with what it
+        looks up on every call (field definition, node list, middleware) looked up once;
+        the resolver, completion and error handling are the same calls."""
+        return_type = direct.field.type
+        info = self.build_resolve_info(direct.field, direct.nodes, direct.parent_type, path)
+        try:
+            result = direct.resolve(source, info)
+            if self.is_awaitable(result):
+                return self.complete_awaitable_value(
+                    return_type, field_details_list, info, path, result, position_context
+                )
+            completed = self.complete_value(
+                return_type, field_details_list, info, path, result, position_context
+            )
+            if self.is_awaitable(completed):
+                return self._await_completed(completed, return_type, field_details_list, path)
+        except Exception as raw_error:  # noqa: BLE001 - handled as graphql-core does
+            self.handle_field_error(raw_error, return_type, field_details_list, path)
+            return None
+        return completed
+
+    async def _await_completed(
+        self, completed: Any, return_type: GraphQLOutputType, field_details_list: Any, path: Path
+    ) -> Any:
+        try:
+            return await completed
+        except Exception as raw_error:  # noqa: BLE001 - handled as graphql-core does
+            self.handle_field_error(raw_error, return_type, field_details_list, path)
+            return None
 
     @staticmethod
     async def _await_in_place(container: Any, keys: list[Any]) -> Any:

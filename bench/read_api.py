@@ -147,7 +147,8 @@ def _guardian(row: Any) -> dict[str, Any]:
 def _cursor(key: list[Any]) -> str:
     import base64
 
-    return base64.urlsafe_b64encode(json.dumps(key, default=str).encode()).decode()
+    compact = json.dumps(key, default=str, separators=(",", ":"), ensure_ascii=False)
+    return base64.urlsafe_b64encode(compact.encode()).decode()
 
 
 async def sql_answer_a(connection: AsyncConnection, known: Known) -> str:

@@ -194,6 +194,18 @@ class Loaders:
         self.contact_teacher_of_student = DataLoader(self._load_contact_teachers)
         self._field_loaders: dict[str, DataLoader[int, bool]] = {}
         self._implied: dict[str, bool | None] = {}
+        self._built: dict[int, tuple[Any, Any]] = {}
+
+    def built(self, row: R, build: Callable[[R], V]) -> V:
+        """`build(row)`, made once per row object in this request: a group shared by a
+        page's students is one row (see `_load_groups_of_students`) and so one GraphQL
+        object. Keyed by the row's identity, so only the very same row is shared."""
+        known = self._built.get(id(row))
+        if known is not None and known[0] is row:
+            return known[1]  # type: ignore[no-any-return]
+        value = build(row)
+        self._built[id(row)] = (row, value)
+        return value
 
     # -- look-ahead ---------------------------------------------------------------------
     async def prefetch(self, type_name: str, rows: Sequence[Any], selections: list[Any]) -> None:
@@ -359,7 +371,15 @@ class Loaders:
             ),
             ids,
         )
-        return _grouped(ids, ((r[0], GroupRow(*r[1:])) for r in rows))
+        # One row per group, however many of the batch's students are in it.
+        shared: dict[int, GroupRow] = {}
+        pairs = []
+        for r in rows:
+            group = shared.get(r[1])
+            if group is None:
+                group = shared[r[1]] = GroupRow(*r[1:])
+            pairs.append((r[0], group))
+        return _grouped(ids, pairs)
 
     async def _load_students_of_groups(self, ids: Sequence[int]) -> list[list[StudentRow]]:
         rows = await self._run(

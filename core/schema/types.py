@@ -240,8 +240,9 @@ class Student(Node):
 
     @strawberry.field(description="The student's groups this school year that you may see.")
     def groups(self, info: Info) -> list[Annotated[Group, strawberry.lazy("core.schema.types")]]:
-        rows = cached(info.context.loaders.groups_of_student, self._row.id)
-        return then(rows, lambda found: [Group.of(g) for g in found])  # type: ignore[return-value]
+        loaders = info.context.loaders
+        rows = cached(loaders.groups_of_student, self._row.id)
+        return then(rows, lambda found: [loaders.built(g, Group.of) for g in found])  # type: ignore[return-value]
 
     @strawberry.field(description="Guardians in your scope.")
     def guardians(self, info: Info) -> list[Guardian]:

@@ -44,15 +44,26 @@ from core.state import AppState
 
 log = logging.getLogger(__name__)
 
+# Container allocations between two young-generation collections while serving
+# (CPython's default: 700). A page of 100 students builds ~20 000 objects (rows, GraphQL
+# objects, the answer's dicts) that all live until the answer is encoded; at 700 the
+# collector ran ~30 times per request and walked those survivors each time, ~10 % of the
+# request's CPU (bench/read_api.py, measured alternating both settings in one process).
+# Objects without cycles are freed by reference counting as before; only cyclic garbage
+# waits longer, up to this many allocations (a few MB).
+YOUNG_COLLECTION_AFTER = 50_000
+
 _serving_apps = 0
+_thresholds_before_serving: tuple[int, int, int] = gc.get_threshold()
 
 
 @contextlib.contextmanager
-def _frozen_start_up_heap() -> Iterator[None]:
-    """While an app serves, the heap built at start-up is frozen out of the collector's
-    reach. A setting of the whole process, so it is undone when the last serving app
-    stops (tests run several apps, sometimes overlapping)."""
-    global _serving_apps
+def _serving_collector() -> Iterator[None]:
+    """While an app serves: the heap built at start-up frozen out of the collector's
+    reach, and young collections rarer (YOUNG_COLLECTION_AFTER). Both are settings of
+    the whole process, so they are undone when the last serving app stops (tests run
+    several apps, sometimes overlapping)."""
+    global _serving_apps, _thresholds_before_serving
     # What exists now (schema, doctypes, policy, SQLAlchemy's mappers and statement
     # caches: hundreds of thousands of objects) lives as long as the process. Moved out
     # of the collector's reach, it is no longer walked by every full collection during
@@ -60,12 +71,17 @@ def _frozen_start_up_heap() -> Iterator[None]:
     # first, so no garbage is frozen with it.)
     gc.collect()
     gc.freeze()
+    if _serving_apps == 0:
+        _thresholds_before_serving = gc.get_threshold()
+        _young, middle, full = _thresholds_before_serving
+        gc.set_threshold(YOUNG_COLLECTION_AFTER, middle, full)
     _serving_apps += 1
     try:
         yield
     finally:
         _serving_apps -= 1
         if _serving_apps == 0:
+            gc.set_threshold(*_thresholds_before_serving)
             # Back into the collector's reach, so that what has finalizers is finalized
             # while the interpreter is whole.
             gc.unfreeze()
@@ -224,7 +240,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         except Exception:  # the API serves without PDFs; finalizing reports the fault
             log.exception("Could not start the PDF renderer; letters try again on first use")
         try:
-            with _frozen_start_up_heap():
+            with _serving_collector():
                 yield
         finally:
             try:

@@ -858,7 +858,8 @@ async def test_a_form_never_carries_a_sensitive_field(
 async def test_start_up_starts_a_warm_renderer_process(settings: Any) -> None:
     """The app's start-up starts the renderer process and waits until it is warm (fonts
     loaded, its heap frozen), so the first letter does not pay for it; and the server's
-    own start-up heap is frozen while it serves, also with two apps overlapping."""
+    own start-up heap is frozen (and young collections rarer) while it serves, also with
+    two apps overlapping; both are undone when the last app stops."""
     import gc
     import os
 
@@ -869,8 +870,10 @@ async def test_start_up_starts_a_warm_renderer_process(settings: Any) -> None:
     # The renderer is shared by the whole test process: start from none.
     render.stop_renderer()
     assert render._renderer_pool is None
+    thresholds = gc.get_threshold()
     app = create_app(settings)
     async with app.router.lifespan_context(app):
+        assert gc.get_threshold()[0] == app_module.YOUNG_COLLECTION_AFTER
         assert render._renderer_pool is not None
         assert await render.in_renderer(render.renderer_is_warm)
         renderer_pid = await render.in_renderer(os.getpid)
@@ -880,6 +883,7 @@ async def test_start_up_starts_a_warm_renderer_process(settings: Any) -> None:
         async with other.router.lifespan_context(other):
             pass
         assert gc.get_freeze_count() > 0  # still frozen: the first app still serves
+        assert gc.get_threshold()[0] == app_module.YOUNG_COLLECTION_AFTER
         # A renderer that dies is replaced, and the letter is rendered all the same.
         os.kill(renderer_pid, 9)
         pdf, seconds = await render.in_renderer(render.render_timed, render._WARM_UP_HTML)
@@ -887,6 +891,7 @@ async def test_start_up_starts_a_warm_renderer_process(settings: Any) -> None:
         assert await render.in_renderer(os.getpid) != renderer_pid
     if app_module._serving_apps == 0:  # (another test's server may still be serving)
         assert gc.get_freeze_count() == 0
+        assert gc.get_threshold() == thresholds
         assert render._renderer_pool is None  # stopped with the last serving app
 
 

@@ -58,6 +58,8 @@ from graphql.pyutils import Path, Undefined, gather_with_cancel
 from strawberry import Schema
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.base import StrawberryObjectDefinition
+from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
 from strawberry.types.field import StrawberryField
 
 from core.schema.compiled import Constant, Entry, LeafRead, Leaves, Placeholder, compile_leaves
@@ -157,6 +159,18 @@ def _leaf_candidate(value: Any, is_awaitable: Callable[[Any], bool]) -> bool:
     """Whether graphql-core would coerce `value` as it is (an enum member, a date, ...):
     not an exception (raised as the field's error) nor an awaitable (awaited first)."""
     return not isinstance(value, Exception) and not is_awaitable(value)
+
+
+@functools.cache
+def _exact_class(object_type: GraphQLObjectType) -> type | None:
+    """The class whose instances (when not cast to another type with strawberry.cast)
+    are certainly objects of `object_type`: strawberry's own type check answers yes for
+    them, so it need not be asked per object. None when the type has a check of its
+    own."""
+    definition = (object_type.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+    if not isinstance(definition, StrawberryObjectDefinition) or definition.is_type_of:
+        return None
+    return definition.origin
 
 
 @functools.cache
@@ -536,18 +550,36 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
         """complete_iterable_value for a list whose items are all objects of the type;
         `_MISSING` (nothing done yet) when one is not, so the general path takes it."""
         object_type = shape.object_type
-        if not all(self._is_object_of(object_type, item, info) for item in items):
+        exact = _exact_class(object_type)
+        if not all(
+            (item.__class__ is exact and getattr(item, TYPE_CAST_ATTRIBUTE, None) is None)
+            or self._is_object_of(object_type, item, info)
+            for item in items
+        ):
             return _MISSING
         if not self._is_unstreamed(field_details_list, path):
             return _MISSING
         grouped, defer_usages, _forbidden = self.collect_subfields(object_type, field_details_list)
         if defer_usages:
             return _MISSING
+        plan = self._field_plan(object_type, grouped)
+        leaves = plan.leaves
+        if leaves is not None and not plan.others:
+            # Objects of plain fields only (guardians, groups): each is its reader's dict,
+            # with no path or field loop unless a value is unusual (None: redone below).
+            ready = [leaves(item) for item in items]
+            if not any(value is None for value in ready):
+                return ready
+        else:
+            ready = None
         is_awaitable = self.is_awaitable
         completed: list[Any] = []
         awaitable_indices: list[int] = []
         try:
             for index, item in enumerate(items):
+                if ready is not None and ready[index] is not None:
+                    completed.append(ready[index])
+                    continue
                 item_path = path.add_key(index, None)
                 # As complete_list_item_value: an error in an item is that item's field
                 # error (null, or raised on when the item type is non-null).

@@ -55,3 +55,39 @@ async def test_students_page_statement_count_does_not_grow_with_page_size(gql, a
         data = await gql.data("skoleadmin.nordby", query, {"n": 100})
     assert len(data["students"]["edges"]) == 100
     assert len(five) == len(hundred)
+
+
+PAGES = """query($first: Int, $after: String, $filter: StudentFilter) {
+  students(first: $first, after: $after, filter: $filter) {
+    totalCount pageInfo { hasNextPage endCursor } edges { cursor node { id name } } } }"""
+
+
+async def _walk(gql, username: str, first: int, filter: dict | None = None) -> list[str]:
+    """Every student id of the listing, page by page."""
+    seen: list[str] = []
+    after = None
+    while True:
+        data = await gql.data(username, PAGES, {"first": first, "after": after, "filter": filter})
+        page = data["students"]
+        seen += [edge["node"]["id"] for edge in page["edges"]]
+        if page["edges"]:
+            assert page["pageInfo"]["endCursor"] == page["edges"][-1]["cursor"]
+        if not page["pageInfo"]["hasNextPage"]:
+            assert len(seen) == page["totalCount"]
+            return seen
+        after = page["pageInfo"]["endCursor"]
+
+
+async def test_pages_of_the_prepared_listing_cover_it_once(gql):
+    """The unfiltered listing runs statements built once per caller, with the page size
+    and cursor as parameters: pages of any size, for two callers, cover each listing
+    exactly once, in the order a filtered listing (built per request) has too."""
+    admin = await _walk(gql, "skoleadmin.nordby", 200)
+    assert len(admin) == len(set(admin)) > 20
+    assert await _walk(gql, "skoleadmin.nordby", 7) == admin
+    assert await _walk(gql, "skoleadmin.nordby", 7, {"grade": None}) == admin
+    everyone = await _walk(gql, "kommuneadmin", 200)
+    assert set(admin) < set(everyone)
+    assert await _walk(gql, "kommuneadmin", 50) == everyone
+    search = await _walk(gql, "skoleadmin.nordby", 3, {"search": "a"})
+    assert search == [i for i in admin if i in set(search)]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Select, func, select, tuple_
+from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, select, tuple_
 
 from core.schema.database import RequestDatabase
 from core.schema.errors import bad_input
@@ -110,24 +110,63 @@ def _count_of(statement: Select[Any]) -> Select[Any]:
     return select(func.count()).select_from(statement.order_by(None).subquery())
 
 
+@dataclass(frozen=True)
+class PageStatements:
+    """A listing's statements with the page size and the cursor's key as bound
+    parameters (`page_statements`), so that one built for a caller serves every page
+    they ask for: building a scoped statement and its cache key cost as much as running
+    it."""
+
+    first_page: Select[Any]
+    next_page: Select[Any]
+    count: Select[Any]
+    key_types: tuple[type | None, ...]
+
+
+_LIMIT = "page_limit"
+
+
+def _after_key(index: int) -> str:
+    return f"page_after_{index}"
+
+
+def page_statements(statement: Select[Any], order: Sequence[ColumnElement[Any]]) -> PageStatements:
+    """The page and count statements of `statement`, ordered by `order` (unique,
+    ascending)."""
+    ordered = statement.order_by(*order).limit(bindparam(_LIMIT, type_=Integer()))
+    after = tuple_(*(bindparam(_after_key(i), type_=c.type) for i, c in enumerate(order)))
+    return PageStatements(
+        first_page=ordered,
+        next_page=ordered.where(tuple_(*order) > after),
+        count=_count_of(statement),
+        key_types=tuple(_python_type(column) for column in order),
+    )
+
+
 async def paginate(
     db: RequestDatabase,
-    statement: Select[Any],
+    statement: Select[Any] | PageStatements,
     order: Sequence[ColumnElement[Any]],
     key_of: Callable[[Any], list[Any]],
     *,
     first: int,
     after: str | None,
 ) -> Page:
-    """One page of `statement`, ordered by `order` (unique, ascending), after a cursor."""
-    count_statement = _count_of(statement)
+    """One page of `statement`, ordered by `order` (unique, ascending), after a cursor;
+    `statement` may be its `page_statements`, built earlier (`order` is then theirs)."""
+    statements = (
+        statement if isinstance(statement, PageStatements) else page_statements(statement, order)
+    )
+    parameters: dict[str, Any] = {_LIMIT: first + 1}
+    page_statement = statements.first_page
     if after is not None:
-        key = decode_cursor(after, [_python_type(column) for column in order])
-        statement = statement.where(tuple_(*order) > tuple_(*key))
-    rows = list((await db.execute(statement.order_by(*order).limit(first + 1))).all())
+        key = decode_cursor(after, statements.key_types)
+        parameters.update((_after_key(i), value) for i, value in enumerate(key))
+        page_statement = statements.next_page
+    rows = list((await db.execute(page_statement, parameters)).all())
     has_next = len(rows) > first
     rows = rows[:first]
-    return Page(rows, [key_of(r) for r in rows], has_next, count_statement, db)
+    return Page(rows, [key_of(r) for r in rows], has_next, statements.count, db)
 
 
 async def newest_first(

@@ -9,6 +9,7 @@ import strawberry
 from sqlalchemy import ColumnElement, Select, exists, func, select
 
 from core.access import scopes
+from core.access.memo import ConditionMemo
 from core.models import (
     AuditEvent as AuditEventModel,
 )
@@ -33,7 +34,14 @@ from core.schema.context import Info
 from core.schema.errors import bad_input, forbidden, not_found
 from core.schema.filters import existing_pk
 from core.schema.loaders import selected, settled
-from core.schema.pagination import check_first, encode_cursor, newest_first, paginate
+from core.schema.pagination import (
+    PageStatements,
+    check_first,
+    encode_cursor,
+    newest_first,
+    page_statements,
+    paginate,
+)
 from core.schema.rows import PERSON_COLUMNS, STUDENT_COLUMNS, PersonRow, StudentRow
 from core.schema.types import (
     AuditEvent,
@@ -167,6 +175,20 @@ def _search(search: str | None) -> ColumnElement[bool] | None:
     return full_name.like(pattern, escape="\\")
 
 
+_STUDENT_ORDER = (Person.family_name, Person.given_name, Person.id)
+# Listing statements built once per caller (see ConditionMemo.for_caller).
+_PAGE_STATEMENTS = ConditionMemo()
+
+
+def _no_filter(filter: StudentFilter) -> bool:
+    return (
+        filter.school_id is None
+        and filter.group_id is None
+        and filter.grade is None
+        and filter.search is None
+    )
+
+
 def _student_statement(info: Info) -> Select[Any]:
     loaders = info.context.loaders
     return (
@@ -174,6 +196,30 @@ def _student_statement(info: Info) -> Select[Any]:
         .join(Enrolment, loaders.current_enrolment())
         .where(loaders.student_condition())
     )
+
+
+async def _filtered_students(info: Info, filter: StudentFilter) -> Select[Any]:
+    """The student listing narrowed by `filter` (its ids checked: an unknown or
+    malformed one is BAD_USER_INPUT)."""
+    statement = _student_statement(info)
+    if filter.school_id is not None:
+        school_pk = await existing_pk(info, filter.school_id, "School")
+        statement = statement.where(Enrolment.school_id == school_pk)
+    if filter.group_id is not None:
+        group_pk = await existing_pk(info, filter.group_id, "Group")
+        statement = statement.where(
+            Person.id.in_(
+                select(GroupMembership.student_id).where(GroupMembership.group_id == group_pk)
+            )
+        )
+    if filter.grade is not None:
+        if not 1 <= filter.grade <= 10:
+            raise bad_input("Trinn må være fra 1 til 10.", field="grade")
+        statement = statement.where(Enrolment.grade == filter.grade)
+    condition = _search(filter.search)
+    if condition is not None:
+        statement = statement.where(condition)
+    return statement
 
 
 async def _one_student(info: Info, pk: int, missing_ok: bool = False) -> Student | None:
@@ -334,31 +380,21 @@ class Query:
         ctx = info.context
         ctx.require("student", "read")
         size = check_first(first, ctx.state.settings.max_page_size)
-        statement = _student_statement(info)
-        if filter is not None:
-            if filter.school_id is not None:
-                school_pk = await existing_pk(info, filter.school_id, "School")
-                statement = statement.where(Enrolment.school_id == school_pk)
-            if filter.group_id is not None:
-                group_pk = await existing_pk(info, filter.group_id, "Group")
-                statement = statement.where(
-                    Person.id.in_(
-                        select(GroupMembership.student_id).where(
-                            GroupMembership.group_id == group_pk
-                        )
-                    )
-                )
-            if filter.grade is not None:
-                if not 1 <= filter.grade <= 10:
-                    raise bad_input("Trinn må være fra 1 til 10.", field="grade")
-                statement = statement.where(Enrolment.grade == filter.grade)
-            condition = _search(filter.search)
-            if condition is not None:
-                statement = statement.where(condition)
+        statement: Select[Any] | PageStatements
+        if filter is None or _no_filter(filter):
+            # The unfiltered listing is the same statement for every page a caller asks
+            # for: built once per caller, run with the page size and cursor as values.
+            statement = _PAGE_STATEMENTS.for_caller(
+                ctx.principal,
+                "students",
+                lambda: page_statements(_student_statement(info), _STUDENT_ORDER),
+            )
+        else:
+            statement = await _filtered_students(info, filter)
         page = await paginate(
             ctx.db,
             statement,
-            (Person.family_name, Person.given_name, Person.id),
+            _STUDENT_ORDER,
             lambda r: [r.family_name, r.given_name, r.id],
             first=size,
             after=after,

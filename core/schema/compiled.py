@@ -24,9 +24,17 @@ import functools
 import keyword
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
-from graphql import GraphQLBoolean, GraphQLID, GraphQLInt, GraphQLLeafType, GraphQLString
+from graphql import (
+    GraphQLBoolean,
+    GraphQLEnumType,
+    GraphQLID,
+    GraphQLInt,
+    GraphQLLeafType,
+    GraphQLString,
+)
 from graphql.pyutils import Undefined
 
 # GraphQL's Int is a signed 32-bit integer; graphql-core's serializer rejects the rest.
@@ -88,6 +96,20 @@ def _leaf_coercer(
     return coerce
 
 
+def _enum_names(leaf_type: GraphQLLeafType) -> tuple[type[Enum], dict[str, str]] | None:
+    """For a strawberry enum: its Python class and each member's GraphQL name (what its
+    serializer answers for the member, asked once per member), by member name."""
+    enum_class = getattr(leaf_type, "wrapped_cls", None)
+    if not isinstance(leaf_type, GraphQLEnumType) or not (
+        isinstance(enum_class, type) and issubclass(enum_class, Enum)
+    ):
+        return None
+    try:
+        return enum_class, {m._name_: leaf_type.serialize(m) for m in enum_class}
+    except Exception:  # noqa: BLE001 - then every value takes the serializer
+        return None
+
+
 def _read(attribute: str, variable: str) -> str:
     if attribute.isidentifier() and not keyword.iskeyword(attribute):
         return f"    {variable} = source.{attribute}"
@@ -146,29 +168,32 @@ def _checks(
     namespace: dict[str, Any],
     is_awaitable: Callable[[Any], bool],
 ) -> list[str]:
-    """The lines that check (and where needed coerce) one leaf value in place."""
-    if entry.non_null:
-        lines = [f"    if {variable} is None:", "        return None"]
-        guard = "if"
-    else:
-        lines = []
-        guard = f"if {variable} is not None and"
+    """The lines that check (and where needed convert) one leaf value in place: a null,
+    then the value's expected class, then anything else through the serializer."""
+    convert = "pass"
     if entry.leaf_type is GraphQLString or entry.leaf_type is GraphQLID:
-        fast = f"{variable}.__class__ is str"
+        expected = f"{variable}.__class__ is str"
     elif entry.leaf_type is GraphQLInt:
-        fast = f"{variable}.__class__ is int and {_INT_MIN} <= {variable} <= {_INT_MAX}"
+        expected = f"{variable}.__class__ is int and {_INT_MIN} <= {variable} <= {_INT_MAX}"
     elif entry.leaf_type is GraphQLBoolean:
-        fast = f"{variable}.__class__ is bool"
+        expected = f"{variable}.__class__ is bool"
+    elif (names := _enum_names(entry.leaf_type)) is not None:
+        # A member of the enum's own class: its GraphQL name, looked up by member name.
+        namespace[f"enum{index}"], namespace[f"names{index}"] = names
+        expected = f"{variable}.__class__ is enum{index}"
+        convert = f"{variable} = names{index}[{variable}._name_]"
     else:
-        fast = "False"
-    coercer = f"coerce{index}"
-    namespace[coercer] = _leaf_coercer(entry.leaf_type, is_awaitable)
-    lines += [
-        f"    {guard} not ({fast}):",
+        expected = "False"
+    namespace[f"coerce{index}"] = _leaf_coercer(entry.leaf_type, is_awaitable)
+    return [
+        f"    if {variable} is None:",
+        "        return None" if entry.non_null else "        pass",
+        f"    elif {expected}:",
+        f"        {convert}",
+        "    else:",
         f"        if {variable} is Undefined:",
         "            return None",
-        f"        {variable} = {coercer}({variable})",
+        f"        {variable} = coerce{index}({variable})",
         f"        if {variable} is Undefined:",
         "            return None",
     ]
-    return lines

@@ -387,7 +387,11 @@ class Query:
             statement = _PAGE_STATEMENTS.for_caller(
                 ctx.principal,
                 "students",
-                lambda: page_statements(_student_statement(info), _STUDENT_ORDER),
+                lambda: page_statements(
+                    _student_statement(info),
+                    _STUDENT_ORDER,
+                    count=ctx.loaders.enrolment_count(),
+                ),
             )
         else:
             statement = await _filtered_students(info, filter)

@@ -73,7 +73,7 @@ def check_first(first: int | None, max_page_size: int) -> int:
 @dataclass
 class Page:
     rows: list[Any]
-    keys: list[list[Any]]
+    keys: list[Sequence[Any]]
     has_next_page: bool
     count_statement: Select[Any]
     db: RequestDatabase
@@ -149,7 +149,7 @@ async def paginate(
     db: RequestDatabase,
     statement: Select[Any] | PageStatements,
     order: Sequence[ColumnElement[Any]],
-    key_of: Callable[[Any], list[Any]],
+    key_of: Callable[[Any], Sequence[Any]],
     *,
     first: int,
     after: str | None,

@@ -198,4 +198,5 @@ class RequestSession(SchemaExtension):
                 async with session.begin():
                     await audit.record_many(session, context.audited_reads)
         finally:
+            context.release()
             await context.db.close()

@@ -202,6 +202,10 @@ class Loaders:
         self._implied: dict[str, bool | None] = {}
         self._built: dict[int, tuple[Any, Any]] = {}
 
+    def release(self) -> None:
+        """Forget the objects built for this request (see Context.release)."""
+        self._built.clear()
+
     def built(self, row: R, build: Callable[[R], V]) -> V:
         """`build(row)`, made once per row object in this request: a group shared by a
         page's students is one row (see `_load_groups_of_students`) and so one GraphQL

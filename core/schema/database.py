@@ -24,6 +24,15 @@ class RequestDatabase:
         async with self._lock:
             return await self.session.execute(statement, *args, **kwargs)
 
+    async def rows(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        """`execute` for a statement that selects columns, not ORM entities (a listing's
+        rows, a loader's batch, a count): run on the session's connection, in its
+        transaction, without the ORM's per-statement work (~0.2 ms of each; nothing of
+        it applies to plain rows)."""
+        async with self._lock:
+            connection = await self.session.connection()
+            return await connection.execute(statement, *args, **kwargs)
+
     async def get(self, entity: type[T], ident: Any) -> T | None:
         async with self._lock:
             return await self.session.get(entity, ident)

@@ -311,7 +311,7 @@ class Loaders:
             return [False] * len(ids)
         kind = resource.split("_", 1)[0]
         condition = self.person_condition(kind, resource, Person.id)
-        rows = await self.db.execute(select(Person.id).where(Person.id.in_(ids), condition))
+        rows = await self.db.rows(select(Person.id).where(Person.id.in_(ids), condition))
         allowed = {r[0] for r in rows}
         return [i in allowed for i in ids]
 
@@ -366,7 +366,7 @@ class Loaders:
         """The batch statement `build()` (over the bound keys `_KEYS`), built once per
         caller, run for `keys`."""
         statement = _STATEMENTS.for_caller(self.principal, name, build)
-        return await self.db.execute(statement, {_KEYS: list(keys)})
+        return await self.db.rows(statement, {_KEYS: list(keys)})
 
     async def _load_schools(self, ids: Sequence[int]) -> list[School | None]:
         rows = (await self.db.execute(select(School).where(School.id.in_(ids)))).scalars()

@@ -89,7 +89,7 @@ class Page:
 
     async def total_count(self) -> int:
         if self._total is None:
-            self._total = int((await self.db.execute(self.count_statement)).scalar_one())
+            self._total = int((await self.db.rows(self.count_statement)).scalar_one())
         return self._total
 
 
@@ -153,9 +153,11 @@ async def paginate(
     *,
     first: int,
     after: str | None,
+    of_columns: bool = False,
 ) -> Page:
     """One page of `statement`, ordered by `order` (unique, ascending), after a cursor;
-    `statement` may be its `page_statements`, built earlier (`order` is then theirs)."""
+    `statement` may be its `page_statements`, built earlier (`order` is then theirs).
+    `of_columns`: the statement selects columns only, no ORM entities (RequestDatabase.rows)."""
     statements = (
         statement if isinstance(statement, PageStatements) else page_statements(statement, order)
     )
@@ -165,7 +167,8 @@ async def paginate(
         key = decode_cursor(after, statements.key_types)
         parameters.update((_after_key(i), value) for i, value in enumerate(key))
         page_statement = statements.next_page
-    rows = list((await db.execute(page_statement, parameters)).all())
+    run = db.rows if of_columns else db.execute
+    rows = list((await run(page_statement, parameters)).all())
     has_next = len(rows) > first
     rows = rows[:first]
     return Page(rows, [key_of(r) for r in rows], has_next, statements.count, db)

@@ -308,6 +308,7 @@ async def _person_connection(
         _person_key,
         first=size,
         after=after,
+        of_columns=True,
     )
     return page
 
@@ -408,6 +409,7 @@ class Query:
             _person_key,
             first=size,
             after=after,
+            of_columns=True,
         )
         students = [StudentRow.of(r) for r in page.rows]
         await _prefetch(info, "Student", students, "edges", "node")

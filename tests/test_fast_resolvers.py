@@ -636,6 +636,28 @@ class Reading:
     def shout(self, info: strawberry.Info) -> str:
         return str(self.note).upper()
 
+    @strawberry.field
+    def where(self, info: strawberry.Info) -> str:
+        """What a method resolver sees of its Info (a LazyInfo on the short path)."""
+        selected = [f.name for f in info.selected_fields]
+        return f"{info.path.as_list()} {info.field_name} {info.python_name} {selected}"
+
+    @strawberry.field
+    def parts(self, info: strawberry.Info) -> list[Part]:
+        if self.ratio == 3:  # a list the short path leaves to the general one
+            return [SpecialPart(label="særskilt"), Part(label="vanlig")]
+        return [Part(label=f"del {i}") for i in range(2)]
+
+
+@strawberry.type
+class Part:
+    label: str
+
+
+@strawberry.type
+class SpecialPart(Part):
+    """A subclass: not the type's own class, so its type is checked the general way."""
+
 
 @strawberry.type
 class Faulty:
@@ -694,7 +716,7 @@ def test_compiled_field_sets_answer_as_graphql_core() -> None:
     from core.schema import compiled
 
     query = """{ readings { __typename id count ratio flag note colour kind: __typename
-      shout again: count id2: id ...on Reading { note ratio } }
+      shout again: count id2: id ...on Reading { note ratio } where parts { label } }
       faulty { label __typename } }"""
 
     def answer(schema: strawberry.Schema) -> tuple[str, list[tuple[str, tuple[Any, ...]]]]:
@@ -720,8 +742,10 @@ def test_compiled_field_sets_answer_as_graphql_core() -> None:
     assert data["readings"][7]["id"] == "7" and data["readings"][7]["note"] == "8"
     assert list(data["readings"][0]) == [
         "__typename", "id", "count", "ratio", "flag", "note", "colour", "kind", "shout",
-        "again", "id2",
+        "again", "id2", "where", "parts",
     ]  # fmt: skip
+    assert data["readings"][1]["where"] == "['readings', 1, 'where'] where where ['where']"
+    assert data["readings"][5]["parts"] == [{"label": "særskilt"}, {"label": "vanlig"}]
     # One reader per selection shape, shared by later requests of the same query.
     compiled_once = compiled._compiled.cache_info().misses
     assert compiled_once >= 2

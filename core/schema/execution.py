@@ -109,7 +109,56 @@ def _plain_field(field: GraphQLField) -> PlainField | None:
     return PlainField(definition.python_name, leaf_type, non_null)
 
 
-def _method_resolver(field: GraphQLField, info_class: type) -> Callable[..., Any] | None:
+class MethodResolver:
+    """The resolver of a field resolved by a sync method `(self, info)`: calls the method
+    with strawberry's Info. Callable like any resolver; `PlainFieldExecutor` also calls
+    `method` itself with a `LazyInfo` (see `_execute_direct`)."""
+
+    __slots__ = ("definition", "info_class", "lazy_info_class", "method")
+
+    def __init__(self, method: Callable[..., Any], definition: StrawberryField, info_class: type):
+        self.method = method
+        self.definition = definition
+        self.info_class = info_class
+        self.lazy_info_class = _lazy_info_class(info_class)
+
+    def __call__(self, source: Any, info: GraphQLResolveInfo) -> Any:
+        return self.method(source, self.info_class(_raw_info=info, _field=self.definition))
+
+
+@functools.cache
+def _lazy_info_class(info_class: type) -> type:
+    """`info_class` (strawberry's Info or the schema's own) whose GraphQL resolve info is
+    built when first asked for: a resolver that reads only `info.context` (most of
+    ours) then costs no resolve info. Every property answers as on the eager Info."""
+
+    class LazyInfo(info_class):  # type: ignore[misc, valid-type]
+        def __init__(self, executor: PlainFieldExecutor, direct: _DirectField, path: Path) -> None:
+            # Not the dataclass __init__: `_raw_info` is the property below.
+            self._executor = executor
+            self._direct = direct
+            self._path = path
+            self._field = direct.resolve.definition
+
+        @property
+        def context(self) -> Any:
+            return self._executor.context_value
+
+        @functools.cached_property
+        def _raw_info(self) -> GraphQLResolveInfo:  # type: ignore[override]
+            direct = self._direct
+            return self._executor.build_resolve_info(
+                direct.field, direct.nodes, direct.parent_type, self._path
+            )
+
+    # Named as the class it stands for, so that even an error message about it (a
+    # missing attribute) reads as it would with the eager Info.
+    LazyInfo.__name__ = info_class.__name__
+    LazyInfo.__qualname__ = info_class.__qualname__
+    return LazyInfo
+
+
+def _method_resolver(field: GraphQLField, info_class: type) -> MethodResolver | None:
     """A direct resolver for a field resolved by a sync method `(self, info)`, or None."""
     definition = _strawberry_field(field)
     if definition is None or field.args or definition.extensions:
@@ -122,12 +171,7 @@ def _method_resolver(field: GraphQLField, info_class: type) -> Callable[..., Any
         p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD for p in parameters
     ):
         return None
-    method = resolver.wrapped_func
-
-    def resolve(source: Any, info: GraphQLResolveInfo) -> Any:
-        return method(source, info_class(_raw_info=info, _field=definition))
-
-    return resolve
+    return MethodResolver(resolver.wrapped_func, definition, info_class)
 
 
 def install_fast_resolvers(schema: Schema) -> tuple[int, int]:
@@ -204,12 +248,14 @@ def _object_shape(return_type: GraphQLOutputType) -> _ObjectShape | None:
 
 @dataclass(frozen=True, slots=True)
 class _DirectField:
-    """A field without arguments, as execute_field looks it up on every call."""
+    """A field without arguments, as execute_field looks it up on every call; `shape`
+    when it completes to objects (see _object_shape)."""
 
     field: GraphQLField
     resolve: Callable[..., Any]
     nodes: list[Any]
     parent_type: GraphQLObjectType
+    shape: _ObjectShape | None
 
 
 @dataclass(slots=True)
@@ -292,6 +338,7 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
                     field.resolve or self.field_resolver,
                     to_nodes(field_details_list),
                     parent_type,
+                    _object_shape(field.type),
                 )
             plan.others.append((response_name, field_details_list, direct))
         plan.leaves = compile_leaves(compiled, self.is_awaitable)
@@ -416,11 +463,36 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
     ) -> Any:
         """graphql-core's execute_field for a field without arguments, with what it
         looks up on every call (field definition, node list, middleware) looked up once;
-        the resolver, completion and error handling are the same calls."""
+        the resolver, completion and error handling are the same calls. A method
+        resolver gets a `LazyInfo`, and a list of objects it returns is completed
+        without a resolve info unless one is needed (see _complete_object_list)."""
         return_type = direct.field.type
-        info = self.build_resolve_info(direct.field, direct.nodes, direct.parent_type, path)
+        resolve = direct.resolve
+        info: Any = None
         try:
-            result = direct.resolve(source, info)
+            if resolve.__class__ is MethodResolver:
+                lazy = resolve.lazy_info_class(self, direct, path)
+                result = resolve.method(source, lazy)
+                shape = direct.shape
+                if (
+                    shape is not None
+                    and shape.is_list
+                    and result.__class__ is list
+                    and position_context is None
+                ):
+                    completed = self._complete_object_list(
+                        shape, field_details_list, None, path, result
+                    )
+                    if completed is not _MISSING:
+                        if self.is_awaitable(completed):
+                            return self._await_completed(
+                                completed, return_type, field_details_list, path
+                            )
+                        return completed
+                info = lazy._raw_info
+            else:
+                info = self.build_resolve_info(direct.field, direct.nodes, direct.parent_type, path)
+                result = resolve(source, info)
             if self.is_awaitable(result):
                 return self.complete_awaitable_value(
                     return_type, field_details_list, info, path, result, position_context
@@ -543,17 +615,19 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
         self,
         shape: _ObjectShape,
         field_details_list: Any,
-        info: GraphQLResolveInfo,
+        info: GraphQLResolveInfo | None,
         path: Path,
         items: list[Any],
     ) -> Any:
         """complete_iterable_value for a list whose items are all objects of the type;
-        `_MISSING` (nothing done yet) when one is not, so the general path takes it."""
+        `_MISSING` (nothing done yet) when one is not, so the general path takes it.
+        Without `info` (not built yet) only instances of the type's own class are
+        known to be objects of it; anything else goes the general way."""
         object_type = shape.object_type
         exact = _exact_class(object_type)
         if not all(
             (item.__class__ is exact and getattr(item, TYPE_CAST_ATTRIBUTE, None) is None)
-            or self._is_object_of(object_type, item, info)
+            or (info is not None and self._is_object_of(object_type, item, info))
             for item in items
         ):
             return _MISSING

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from operator import attrgetter
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, func, select
+from sqlalchemy import ColumnElement, Row, Select, and_, bindparam, func, select
 from strawberry.dataloader import DataLoader
 from strawberry.types.nodes import SelectedField
 
@@ -362,11 +362,14 @@ class Loaders:
         )
 
     # -- batch functions ---------------------------------------------------------------
-    async def _run(self, name: str, build: Callable[[], Select[Any]], keys: Sequence[Any]) -> Any:
-        """The batch statement `build()` (over the bound keys `_KEYS`), built once per
-        caller, run for `keys`."""
+    async def _run(
+        self, name: str, build: Callable[[], Select[Any]], keys: Sequence[Any]
+    ) -> Sequence[Row[Any]]:
+        """The rows of the batch statement `build()` (over the bound keys `_KEYS`), built
+        once per caller, run for `keys`. Fetched in one call (iterating the result
+        fetched them one by one)."""
         statement = _STATEMENTS.for_caller(self.principal, name, build)
-        return await self.db.rows(statement, {_KEYS: list(keys)})
+        return (await self.db.rows(statement, {_KEYS: list(keys)})).all()
 
     async def _load_schools(self, ids: Sequence[int]) -> list[School | None]:
         rows = (await self.db.execute(select(School).where(School.id.in_(ids)))).scalars()

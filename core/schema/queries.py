@@ -38,7 +38,6 @@ from core.schema.loaders import selected, settled
 from core.schema.pagination import (
     PageStatements,
     check_first,
-    encode_cursor,
     newest_first,
     page_statements,
     paginate,
@@ -415,7 +414,7 @@ class Query:
         await _prefetch(info, "Student", students, "edges", "node")
         return StudentConnection(
             edges=[
-                StudentEdge(cursor=encode_cursor(k), node=Student.of(r))
+                StudentEdge(_key=k, node=Student.of(r))
                 for r, k in zip(students, page.keys, strict=True)
             ],
             page_info=PageInfo.of(page),
@@ -440,8 +439,7 @@ class Query:
         nodes = await settled(Guardian.many(info, rows))
         return GuardianConnection(
             edges=[
-                GuardianEdge(cursor=encode_cursor(k), node=node)
-                for node, k in zip(nodes, page.keys, strict=True)
+                GuardianEdge(_key=k, node=node) for node, k in zip(nodes, page.keys, strict=True)
             ],
             page_info=PageInfo.of(page),
             _total=page,
@@ -467,8 +465,7 @@ class Query:
         nodes = await settled(Employee.many(info, rows))
         return EmployeeConnection(
             edges=[
-                EmployeeEdge(cursor=encode_cursor(k), node=node)
-                for node, k in zip(nodes, page.keys, strict=True)
+                EmployeeEdge(_key=k, node=node) for node, k in zip(nodes, page.keys, strict=True)
             ],
             page_info=PageInfo.of(page),
             _total=page,

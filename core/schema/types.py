@@ -17,6 +17,7 @@ from core.models import SchoolYear as SchoolYearModel
 from core.schema import ids
 from core.schema.context import Info
 from core.schema.loaders import cached, then
+from core.schema.pagination import encode_cursor
 from core.schema.rows import GroupRow, PersonRow, StudentRow
 
 T = TypeVar("T")
@@ -346,8 +347,19 @@ _GROUP_KINDS = {GroupKindModel(k.value): k for k in GroupKind}
 
 
 @strawberry.type
-class StudentEdge:
-    cursor: str
+class KeyedEdge:
+    """An edge of a keyset-paginated listing: its cursor is encoded from the row's sort
+    key when a client asks for it (most page by pageInfo.endCursor alone)."""
+
+    _key: strawberry.Private[Sequence[Any]]
+
+    @strawberry.field
+    def cursor(self, info: Info) -> str:  # noqa: ARG002 - (self, info): see execution.py
+        return encode_cursor(self._key)
+
+
+@strawberry.type
+class StudentEdge(KeyedEdge):
     node: Student
 
 
@@ -363,8 +375,7 @@ class StudentConnection:
 
 
 @strawberry.type
-class GuardianEdge:
-    cursor: str
+class GuardianEdge(KeyedEdge):
     node: Guardian
 
 
@@ -380,8 +391,7 @@ class GuardianConnection:
 
 
 @strawberry.type
-class EmployeeEdge:
-    cursor: str
+class EmployeeEdge(KeyedEdge):
     node: Employee
 
 

@@ -10,7 +10,7 @@ from starlette.requests import HTTPConnection
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info as StrawberryInfo
 
-from core.access.grants import Principal
+from core.access.grants import Principal, principal_for_token
 from core.schema.database import RequestDatabase
 from core.schema.errors import forbidden, unauthenticated
 from core.schema.loaders import Loaders
@@ -23,6 +23,8 @@ class Context:
     state: AppState
     db: RequestDatabase
     auth_problem: str | None = None
+    # The bearer token, until `authenticate` has read whose it is.
+    token: str | None = None
     _principal: Principal | None = None
     _loaders: Loaders | None = None
     audited_reads: list[dict[str, Any]] = field(default_factory=list)
@@ -41,6 +43,26 @@ class Context:
         if self._loaders is None:
             self._loaders = Loaders(self.db, self.principal)
         return self._loaders
+
+    async def authenticate(self, *, shared: bool) -> None:
+        """The bearer token's person and grants, read fresh for every operation (no
+        cache, so a revocation or a role change holds from the next request), in one
+        statement: on the request's database connection when `shared`, else on a short
+        connection of its own."""
+        token, self.token = self.token, None
+        if token is None:
+            return
+        policy = self.state.policy
+        if shared:
+            connection = await self.db.session.connection()
+            principal = await principal_for_token(connection, token, policy)
+        else:
+            async with self.state.engine.connect() as connection:
+                principal = await principal_for_token(connection, token, policy)
+        if principal is None:
+            self.auth_problem = "Ugyldig eller utløpt innloggingstoken."
+        else:
+            self._principal = principal
 
     def release(self) -> None:
         """Empty the request's loaders once its answer is made. A loader holds its batch

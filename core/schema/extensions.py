@@ -18,6 +18,7 @@ from strawberry.extensions import (
     SchemaExtension,
 )
 from strawberry.schema.schema import validate_document
+from strawberry.types.graphql import OperationType
 
 from core import audit
 from core.errors import TavleError
@@ -187,9 +188,18 @@ class RequestSession(SchemaExtension):
     """Writes the request's restricted-field reads to the audit log, then closes the
     request's database session."""
 
-    async def on_operation(self):  # type: ignore[no-untyped-def]
+    async def on_execute(self):  # type: ignore[no-untyped-def]
+        # Whose token it is, read before any resolver runs. A query reads it on the
+        # connection its resolvers then use; a mutation or subscription on a short one of
+        # its own, so that a mutation (which writes in a transaction of its own) never
+        # holds two connections at once.
+        execution = self.execution_context
+        await execution.context.authenticate(shared=execution.operation_type is OperationType.QUERY)
         yield
+
+    async def on_operation(self):  # type: ignore[no-untyped-def]
         context = self.execution_context.context
+        yield
         try:
             if context.audited_reads:
                 # Reads ran in a read transaction; end it so the audit rows commit alone.

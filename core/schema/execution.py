@@ -405,9 +405,7 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
             if awaitable_fields:
                 self.settle_in_background([results[name] for name in awaitable_fields])
             raise
-        if not awaitable_fields:
-            return results
-        return self._await_in_place(results, awaitable_fields)
+        return self._filled(results, awaitable_fields)
 
     def _complete_others(
         self,
@@ -449,9 +447,7 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
             if awaitable_fields:
                 self.settle_in_background([results[name] for name in awaitable_fields])
             raise
-        if not awaitable_fields:
-            return results
-        return self._await_in_place(results, awaitable_fields)
+        return self._filled(results, awaitable_fields)
 
     def _execute_direct(
         self,
@@ -515,6 +511,13 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
         except Exception as raw_error:  # noqa: BLE001 - handled as graphql-core does
             self.handle_field_error(raw_error, return_type, field_details_list, path)
             return None
+
+    def _filled(self, container: Any, awaitable_keys: list[Any]) -> Any:
+        """`container` as it is when none of its values is awaitable, else an awaitable
+        of it with those values awaited (`_await_in_place`)."""
+        if not awaitable_keys:
+            return container
+        return self._await_in_place(container, awaitable_keys)
 
     @staticmethod
     async def _await_in_place(container: Any, keys: list[Any]) -> Any:
@@ -674,9 +677,7 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
             if awaitable_indices:
                 self.settle_in_background([completed[i] for i in awaitable_indices])
             raise
-        if not awaitable_indices:
-            return completed
-        return self._await_in_place(completed, awaitable_indices)
+        return self._filled(completed, awaitable_indices)
 
     async def _await_item(
         self, value: Any, item_type: GraphQLOutputType, field_details_list: Any, path: Path

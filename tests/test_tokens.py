@@ -180,3 +180,31 @@ async def test_demo_token_not_json(client):
     )
     assert response.status_code == 400
     assert (await client.get("/auth/demo-token")).status_code == 405
+
+
+async def test_a_failing_token_read_is_masked_and_returns_its_connection(gql, app, monkeypatch):
+    """The token is read when execution starts (Context.authenticate). When the database
+    fails there, the fields that need the caller fail with a masked error that has a
+    code (no SQL reaches the client), and no connection is left checked out."""
+    from sqlalchemy import text
+
+    import core.access.grants as grants
+
+    token = await gql.token("skoleadmin.nordby")
+    pool = app.state.tavle.engine.sync_engine.pool
+    before = pool.checkedout()
+    monkeypatch.setattr(
+        grants, "_token_grant_rows", lambda: text("SELECT * FROM no_such_table WHERE 1 = 0")
+    )
+    for query in (
+        "{ me { name } }",
+        'mutation { revokeRole(id: "Um9sZUFzc2lnbm1lbnQ6MQ") { id } }',
+    ):
+        result = await gql.raw(query, token=token)
+        assert result["errors"], result
+        for error in result["errors"]:
+            assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR", error
+            assert "no_such_table" not in error["message"] and "SQL" not in error["message"]
+    assert pool.checkedout() == before
+    monkeypatch.undo()
+    assert (await gql.raw("{ me { name } }", token=token))["data"]["me"]["name"]

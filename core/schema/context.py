@@ -25,6 +25,7 @@ class Context:
     auth_problem: str | None = None
     # The bearer token, until `authenticate` has read whose it is.
     token: str | None = None
+    _authentication_error: Exception | None = None
     _principal: Principal | None = None
     _loaders: Loaders | None = None
     audited_reads: list[dict[str, Any]] = field(default_factory=list)
@@ -35,6 +36,8 @@ class Context:
     def principal(self) -> Principal:
         """The caller; raises UNAUTHENTICATED when there is no valid session token."""
         if self._principal is None:
+            if self._authentication_error is not None:
+                raise RuntimeError("the caller could not be read") from self._authentication_error
             raise unauthenticated(self.auth_problem or "Du må logge inn.")
         return self._principal
 
@@ -53,12 +56,21 @@ class Context:
         if token is None:
             return
         policy = self.state.policy
-        if shared:
-            connection = await self.db.session.connection()
-            principal = await principal_for_token(connection, token, policy)
-        else:
-            async with self.state.engine.connect() as connection:
+        try:
+            if shared:
+                connection = await self.db.session.connection()
                 principal = await principal_for_token(connection, token, policy)
+            else:
+                async with self.state.engine.connect() as connection:
+                    principal = await principal_for_token(connection, token, policy)
+        except Exception as error:  # noqa: BLE001 - kept for the fields that need the caller
+            # The database failed (locked, restarted, timed out). Raised here, it would
+            # pass by the error masking (an extension hook, not a field); instead every
+            # field that needs the caller fails with it, masked as any unexpected error,
+            # and the connection goes back to the pool now.
+            self._authentication_error = error
+            await self.db.close()
+            return
         if principal is None:
             self.auth_problem = "Ugyldig eller utløpt innloggingstoken."
         else:

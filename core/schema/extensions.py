@@ -199,8 +199,8 @@ class RequestSession(SchemaExtension):
 
     async def on_operation(self):  # type: ignore[no-untyped-def]
         context = self.execution_context.context
-        yield
         try:
+            yield
             if context.audited_reads:
                 # Reads ran in a read transaction; end it so the audit rows commit alone.
                 session = context.db.session
@@ -208,5 +208,7 @@ class RequestSession(SchemaExtension):
                 async with session.begin():
                     await audit.record_many(session, context.audited_reads)
         finally:
+            # Also when an exception comes through the operation (then it is thrown in
+            # at the yield): the session and its connection never outlive the request.
             context.release()
             await context.db.close()

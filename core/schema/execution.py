@@ -92,7 +92,21 @@ def _strawberry_field(field: GraphQLField) -> StrawberryField | None:
     return definition if isinstance(definition, StrawberryField) else None
 
 
-def _plain_field(field: GraphQLField) -> PlainField | None:
+class PlainObjectField:
+    """The resolver of a plain field whose value is an object or a list of objects (an
+    edge's `node`, a connection's `edges`): the source object's attribute, read by the
+    executor itself (see `_execute_direct`)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, source: Any, _info: Any) -> Any:
+        return getattr(source, self.name)
+
+
+def _plain_field(field: GraphQLField) -> PlainField | PlainObjectField | None:
     definition = _strawberry_field(field)
     if definition is None:
         return None
@@ -105,6 +119,8 @@ def _plain_field(field: GraphQLField) -> PlainField | None:
     non_null = isinstance(field.type, GraphQLNonNull)
     leaf_type = field.type.of_type if non_null else field.type
     if not is_leaf_type(leaf_type):
+        if _object_shape(field.type) is not None:
+            return PlainObjectField(definition.python_name)
         return None
     return PlainField(definition.python_name, leaf_type, non_null)
 
@@ -460,32 +476,35 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
         """graphql-core's execute_field for a field without arguments, with what it
         looks up on every call (field definition, node list, middleware) looked up once;
         the resolver, completion and error handling are the same calls. A method
-        resolver gets a `LazyInfo`, and a list of objects it returns is completed
-        without a resolve info unless one is needed (see _complete_object_list)."""
+        resolver gets a `LazyInfo` and a plain object field is read directly; objects
+        they give are completed without a resolve info unless one is needed
+        (`_complete_known`)."""
         return_type = direct.field.type
         resolve = direct.resolve
-        info: Any = None
         try:
-            if resolve.__class__ is MethodResolver:
-                lazy = resolve.lazy_info_class(self, direct, path)
-                result = resolve.method(source, lazy)
-                shape = direct.shape
-                if (
-                    shape is not None
-                    and shape.is_list
-                    and result.__class__ is list
-                    and position_context is None
-                ):
-                    completed = self._complete_object_list(
-                        shape, field_details_list, None, path, result
-                    )
+            kind = resolve.__class__
+            if kind is MethodResolver or kind is PlainObjectField:
+                lazy = None
+                if kind is MethodResolver:
+                    lazy = resolve.lazy_info_class(self, direct, path)
+                    result = resolve.method(source, lazy)
+                else:
+                    result = getattr(source, resolve.name)
+                if position_context is None:
+                    completed = self._complete_known(direct, field_details_list, path, result)
                     if completed is not _MISSING:
                         if self.is_awaitable(completed):
                             return self._await_completed(
                                 completed, return_type, field_details_list, path
                             )
                         return completed
-                info = lazy._raw_info
+                info = (
+                    lazy._raw_info
+                    if lazy is not None
+                    else self.build_resolve_info(
+                        direct.field, direct.nodes, direct.parent_type, path
+                    )
+                )
             else:
                 info = self.build_resolve_info(direct.field, direct.nodes, direct.parent_type, path)
                 result = resolve(source, info)
@@ -502,6 +521,31 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
             self.handle_field_error(raw_error, return_type, field_details_list, path)
             return None
         return completed
+
+    def _complete_known(
+        self, direct: _DirectField, field_details_list: Any, path: Path, result: Any
+    ) -> Any:
+        """complete_value without a resolve info, for what needs none: a list of
+        objects of the type's own class, or one such object; `_MISSING` for anything
+        else (then the general way, with an info)."""
+        shape = direct.shape
+        if shape is None or result is None:
+            return _MISSING
+        if shape.is_list:
+            if result.__class__ is not list:
+                return _MISSING
+            return self._complete_object_list(shape, field_details_list, None, path, result)
+        object_type = shape.object_type
+        if (
+            result.__class__ is not _exact_class(object_type)
+            or getattr(result, TYPE_CAST_ATTRIBUTE, None) is not None
+        ):
+            return _MISSING
+        grouped, defer_usages, _forbidden = self.collect_subfields(object_type, field_details_list)
+        if defer_usages:
+            return _MISSING
+        # What complete_object_value does once the type check has said yes.
+        return self.execute_fields(object_type, result, path, grouped, None)
 
     async def _await_completed(
         self, completed: Any, return_type: GraphQLOutputType, field_details_list: Any, path: Path

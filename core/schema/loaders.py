@@ -103,13 +103,29 @@ async def load_all(loader: DataLoader[K, V], keys: Sequence[K]) -> list[V]:
     turn per key (for a page of 100 students, ~400 loop callbacks a request)."""
     cache = loader.cache_map
     missing = [key for key in keys if (found := cache.get(key)) is None or found.cancelled()]
+    loaded: dict[K, V] = {}
     if missing:
         values = await loader.load_fn(missing)
-        # force: a cancelled future (a sibling field's task cancelled while it waited)
-        # is replaced, as DataLoader.load would replace it.
-        loader.prime_many(dict(zip(missing, values, strict=True)), force=True)
+        loaded = dict(zip(missing, values, strict=True))
+        batch = loader.batch
+        if not loader.cache or (batch is not None and not batch.dispatched):
+            # force: a cancelled future (a sibling field's task cancelled while it
+            # waited) is replaced, as DataLoader.load would replace it; prime_many also
+            # settles the keys of a batch that has not run yet.
+            loader.prime_many(loaded, force=True)
+        else:
+            # What prime_many(force=True) does when no batch is pending, without its
+            # per-key look-ups: a done future per key.
+            loop = loader.loop
+            for key, value in loaded.items():
+                future = loop.create_future()
+                future.set_result(value)
+                cache.set(key, future)
     results: list[V] = []
     for key in keys:
+        if key in loaded:
+            results.append(loaded[key])
+            continue
         future = cache.get(key)
         if future is None:  # (primed above, or cached: never absent)
             raise RuntimeError(f"no value loaded for {key!r}")

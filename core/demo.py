@@ -596,7 +596,7 @@ class _Builder:
             "special_permission_assignment",
         ):
             self.rows[table] = []  # dict order = insert order (foreign keys)
-        task = self.progress.task("Generating demo data", sum(_total(layout), 0) or 1)
+        task = self.progress.task("Lager demodata", sum(_total(layout), 0) or 1)
 
         self.add(
             "municipality",
@@ -1080,7 +1080,7 @@ async def load_demo(
             built = await asyncio.to_thread(_build, students, seed, reporter)
             connection = await session.connection()
             total_rows = sum(len(rows) for rows in built.rows.values())
-            task = reporter.task("Writing rows", total_rows)
+            task = reporter.task("Skriver rader", total_rows)
             for name, rows in built.rows.items():
                 table = _TABLES[name]
                 for start in range(0, len(rows), CHUNK_ROWS):

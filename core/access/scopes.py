@@ -82,7 +82,7 @@ def _light(model: type, *names: str) -> TableClause:
     return table(full.name, *(column(name, full.c[name].type) for name in names))
 
 
-_GUARDIANSHIP = _light(Guardianship, "guardian_id", "student_id")
+_GUARDIANSHIP = _light(Guardianship, "guardian_id", "student_id", "parental_responsibility")
 _ENROLMENT = _light(Enrolment, "student_id", "school_year_id", "school_id")
 _GROUP_MEMBERSHIP = _light(GroupMembership, "student_id", "group_id")
 
@@ -175,11 +175,19 @@ def students(
     return _any(conditions)
 
 
+def _responsible_guardians_of(students: Select[tuple[int]]) -> Select[tuple[int]]:
+    return select(Guardianship.guardian_id).where(
+        Guardianship.student_id.in_(students), Guardianship.parental_responsibility.is_(True)
+    )
+
+
 def _guardians_of_enrolled(
     school_id: int, principal: Principal, guardian_id: ColumnElement[int], listing: bool
 ) -> ColumnElement[bool]:
-    """`guardian_id` is a guardian (with or without parental responsibility) of a student
-    enrolled at the school this year.
+    """`guardian_id` is a guardian with parental responsibility for a student enrolled at
+    the school this year. A parent without it is not the school's guardian: no list,
+    message or notice treats them as one, so staff do not see them either (only the
+    municipality's register administrators, at municipality scope).
 
     Two equivalent forms, because SQLite plans them very differently: for a few given
     guardians (a loader's batch, one id) a correlated EXISTS probes each one through the
@@ -188,13 +196,12 @@ def _guardians_of_enrolled(
     PostgreSQL plans both as a semi-join."""
     if listing:
         students = _enrolled_at(school_id, principal)
-        return guardian_id.in_(
-            select(Guardianship.guardian_id).where(Guardianship.student_id.in_(students))
-        )
+        return guardian_id.in_(_responsible_guardians_of(students))
     # Aliases of lightweight tables: the same SQL as ORM `aliased()`, far cheaper to build.
     other, enrolment = _GUARDIANSHIP.alias().c, _ENROLMENT.alias().c
     return exists().where(
         other.guardian_id == guardian_id,
+        other.parental_responsibility.is_(True),
         enrolment.student_id == other.student_id,
         enrolment.school_year_id == principal.current_school_year_id,
         enrolment.school_id == school_id,
@@ -204,17 +211,16 @@ def _guardians_of_enrolled(
 def _guardians_of_taught(
     principal: Principal, sfo_only: bool, guardian_id: ColumnElement[int], listing: bool
 ) -> ColumnElement[bool]:
-    """`guardian_id` is a guardian of a member of a group the person teaches (the same two
-    forms as above)."""
+    """`guardian_id` is a guardian with parental responsibility for a member of a group
+    the person teaches (the same two forms as above)."""
     groups = _taught_group_ids(principal, sfo_only)
     if listing:
         students = select(GroupMembership.student_id).where(GroupMembership.group_id.in_(groups))
-        return guardian_id.in_(
-            select(Guardianship.guardian_id).where(Guardianship.student_id.in_(students))
-        )
+        return guardian_id.in_(_responsible_guardians_of(students))
     other, membership = _GUARDIANSHIP.alias().c, _GROUP_MEMBERSHIP.alias().c
     return exists().where(
         other.guardian_id == guardian_id,
+        other.parental_responsibility.is_(True),
         membership.student_id == other.student_id,
         membership.group_id.in_(groups),
     )

@@ -212,9 +212,17 @@ async def _filtered_students(info: Info, filter: StudentFilter) -> Select[Any]:
         statement = statement.where(Enrolment.school_id == school_pk)
     if filter.group_id is not None:
         group_pk = await existing_pk(info, filter.group_id, "Group")
+        principal = info.context.principal
+        # Membership of a group the caller may not see is not told by filtering on it
+        # either: the group must be in the caller's group scope, or the answer is empty.
+        visible_group = select(GroupModel.id).where(
+            GroupModel.id == group_pk, scopes.groups(principal, principal.scopes("group", "read"))
+        )
         statement = statement.where(
             Person.id.in_(
-                select(GroupMembership.student_id).where(GroupMembership.group_id == group_pk)
+                select(GroupMembership.student_id).where(
+                    GroupMembership.group_id.in_(visible_group)
+                )
             )
         )
     if filter.grade is not None:

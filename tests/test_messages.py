@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from core.models import (
+    AuditEvent,
     Delivery,
     Group,
     GroupMembership,
@@ -291,6 +292,64 @@ async def test_guardian_writes_to_contact_teacher_and_nurse_reads(gql, sessions)
     assert error_codes(await gql.query("laerer.nordby.5a", BOX, {"box": "FROM_GUARDIANS"})) == [
         "BAD_USER_INPUT"
     ]
+
+
+async def test_nurse_reads_and_downloads_guardian_messages_and_every_read_is_audited(
+    gql, client, sessions
+):
+    """A guardian's message is health-related for the school nurse: she may read it and
+    download its attachment (she could see the attachment but not fetch it, found by
+    review), and each such read writes an audit event; the recipient's own reads do not."""
+    teacher = await person_id(sessions, "laerer.nordby.5a")
+    nurse = await person_id(sessions, "helsesykepleier.nordby")
+    message = sent(
+        await send(
+            gql,
+            "foresatt.hansen",
+            subject="Emma og astma",
+            body="Emma har fått ny medisin.",
+            recipientIds=[encode("Employee", teacher)],
+            attachments=[attachment("erklæring.pdf", "application/pdf", PDF)],
+        )
+    )
+    pk = decode_pk(message["id"], "Message")
+
+    async def events() -> list[tuple[int, str, dict[str, Any]]]:
+        async with sessions() as session:
+            rows = await session.execute(
+                select(AuditEvent.actor_id, AuditEvent.action, AuditEvent.detail).where(
+                    AuditEvent.resource_type == "message",
+                    AuditEvent.resource_id == str(pk),
+                    AuditEvent.action.like("read%"),
+                )
+            )
+            return [tuple(r) for r in rows]  # type: ignore[misc]
+
+    async def download(username: str):  # type: ignore[no-untyped-def]
+        headers = {"Authorization": f"Bearer {await gql.token(username)}"}
+        return await client.get(message["attachments"][0]["url"], headers=headers)
+
+    read = await gql.data("laerer.nordby.5a", MESSAGE, {"id": message["id"]})
+    assert read["message"]["body"] == "Emma har fått ny medisin."
+    assert (await download("laerer.nordby.5a")).content == PDF
+    assert await events() == []  # the recipient reading their own inbox
+
+    read = await gql.data("helsesykepleier.nordby", MESSAGE, {"id": message["id"]})
+    assert read["message"]["body"] == "Emma har fått ny medisin."
+    response = await download("helsesykepleier.nordby")
+    assert response.status_code == 200 and response.content == PDF
+    assert await events() == [
+        (nurse, "read_field", {"field": "body"}),
+        (
+            nurse,
+            "read_attachment",
+            {"attachment_id": decode_pk(message["attachments"][0]["id"], "MessageAttachment")},
+        ),
+    ]
+    # The nurse of another school, and a teacher it was not sent to, fetch nothing.
+    for outsider in ("helsesykepleier.sorby", "laerer.nordby.6b"):
+        assert (await download(outsider)).status_code == 404
+    assert len(await events()) == 2
 
 
 async def test_recipients_are_kept_when_groups_change(gql, sessions):

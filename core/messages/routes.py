@@ -1,20 +1,23 @@
-"""HTTP routes of messaging: attachment downloads (only the message's sender and its
-recipients, with the same bearer token as GraphQL) and received SMS from the gateway."""
+"""HTTP routes of messaging: attachment downloads (for whoever may read the message, with
+the same bearer token as GraphQL) and received SMS from the gateway."""
 
 from __future__ import annotations
 
 from urllib.parse import quote
 
 from graphql import GraphQLError
-from sqlalchemy import exists, or_, select
+from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from core.auth.sessions import person_id_for_token
+from core import audit
+from core.access.grants import principal_for_token
+from core.db import transaction
 from core.messages.attachments import ALLOWED_TYPES
 from core.messages.inbound import inbound_sms_callback
-from core.models import AttachmentBlob, Message, MessageAttachment, MessageRecipient
+from core.messages.service import is_health_read, visible_messages
+from core.models import AttachmentBlob, Message, MessageAttachment
 from core.schema.ids import decode_pk
 from core.state import AppState
 
@@ -33,31 +36,37 @@ async def download_attachment(request: Request) -> Response:
     except GraphQLError:
         return _error("BAD_USER_INPUT", 400)
     async with state.sessions() as session:
-        person_id = await person_id_for_token(session, token.strip())
-        if person_id is None:
+        principal = await principal_for_token(session, token.strip(), state.policy)
+        if principal is None:
             return _error("UNAUTHENTICATED", 401)
-        participant = or_(
-            Message.sender_id == person_id,
-            exists().where(
-                MessageRecipient.message_id == Message.id,
-                MessageRecipient.person_id == person_id,
-            ),
-        )
+        # The same rule as reading the message in GraphQL: whoever may read the message
+        # may download its attachments (its sender and recipients, the school nurse).
         row = (
             await session.execute(
                 select(
                     MessageAttachment.filename,
                     MessageAttachment.content_type,
                     AttachmentBlob.content,
+                    Message,
                 )
                 .join(Message, Message.id == MessageAttachment.message_id)
                 .join(AttachmentBlob, AttachmentBlob.sha256 == MessageAttachment.sha256)
-                .where(MessageAttachment.id == pk, participant)
+                .where(MessageAttachment.id == pk, visible_messages(principal))
             )
         ).first()
     # Someone else's attachment and a missing one answer alike: ids are not probed.
     if row is None:
         return _error("NOT_FOUND", 404)
+    if is_health_read(principal, row.Message):
+        async with transaction(state.sessions) as tx:
+            await audit.record(
+                tx,
+                actor_id=principal.person_id,
+                action="read_attachment",
+                resource_type="message",
+                resource_id=row.Message.id,
+                detail={"attachment_id": pk},
+            )
     content_type = (
         row.content_type if row.content_type in ALLOWED_TYPES else "application/octet-stream"
     )

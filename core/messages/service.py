@@ -103,6 +103,19 @@ def visible_messages(principal: Principal) -> ColumnElement[bool]:
     return conditions[0] if len(conditions) == 1 else or_(*conditions)
 
 
+def is_health_read(principal: Principal, message: Message) -> bool:
+    """Whether reading `message` is a read of a health-related message (audited): one a
+    guardian wrote at a school where the caller reads guardians' messages in that role
+    (the school nurse), whether or not it was addressed to them."""
+    if message.sender_role != RecipientRole.GUARDIAN:
+        return False
+    return any(
+        grant.scope == "guardian_messages"
+        and (grant.school_id is None or grant.school_id == message.school_id)
+        for grant in principal.scopes("message", "read")
+    )
+
+
 def _text(value: str, name: str, limit: int, label: str) -> str:
     cleaned = value.strip()
     if not cleaned:

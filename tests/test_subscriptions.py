@@ -149,3 +149,31 @@ async def test_bearer_header_form_in_payload_works(gql: Any, ws_url: str):
             json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})
         )
         assert (await _receive(socket))["type"] == "connection_ack"
+
+
+async def test_stream_ends_when_its_session_is_logged_out(
+    gql: Any, sessions: Any, ws_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    """Logging out ends the session everywhere: a stream opened with the token stops with
+    UNAUTHENTICATED and pushes nothing sent afterwards (found by review: it went on)."""
+    monkeypatch.setattr(message_schema, "POLL_SECONDS", 0.2)
+    berg = await _person(sessions, "foresatt.berg")
+    token = (await gql.http.post("/auth/demo-token", json={"username": "foresatt.berg"})).json()[
+        "token"
+    ]
+    socket = await _subscribed(ws_url, token, berg)
+    try:
+        logout = await gql.http.post("/auth/logout", headers={"Authorization": f"Bearer {token}"})
+        assert logout.status_code == 204
+        await gql.data(
+            "skoleadmin.nordby",
+            SEND,
+            {"input": {"subject": "Etter utlogging", "body": "Hemmelig", "groupNames": ["6B"]}},
+        )
+        frame = await _receive(socket)
+        assert "Hemmelig" not in json.dumps(frame), frame
+        assert frame["type"] == "next" and frame["payload"]["data"] is None, frame
+        assert [e["extensions"]["code"] for e in frame["payload"]["errors"]] == ["UNAUTHENTICATED"]
+        assert (await _receive(socket))["type"] == "complete"  # and the stream is over
+    finally:
+        await socket.close()

@@ -25,6 +25,9 @@ class Context:
     auth_problem: str | None = None
     # The bearer token, until `authenticate` has read whose it is.
     token: str | None = None
+    # The same token, kept for an operation that outlives a request (a subscription),
+    # which reads it again to stop once the session is logged out or expires.
+    session_token: str | None = None
     _authentication_error: Exception | None = None
     _principal: Principal | None = None
     _loaders: Loaders | None = None
@@ -55,6 +58,7 @@ class Context:
         token, self.token = self.token, None
         if token is None:
             return
+        self.session_token = token
         policy = self.state.policy
         try:
             if shared:

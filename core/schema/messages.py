@@ -16,6 +16,9 @@ import strawberry
 from sqlalchemy import func, select
 from strawberry.dataloader import DataLoader
 
+from core import audit
+from core.access.grants import principal_for_token
+from core.db import transaction
 from core.messages import service
 from core.messages.attachments import AttachmentInput as AttachmentData
 from core.messages.feed import feed
@@ -35,7 +38,7 @@ from core.models import RecipientRole as RecipientRoleModel
 from core.schema import ids
 from core.schema.context import Context, Info
 from core.schema.documents import PersonRef
-from core.schema.errors import bad_input
+from core.schema.errors import bad_input, unauthenticated
 from core.schema.pagination import check_first, newest_first
 from core.schema.types import Node, PageInfo
 
@@ -295,8 +298,13 @@ class Message(Node):
     def subject(self) -> str:
         return self._row.subject
 
-    @strawberry.field
-    def body(self) -> str:
+    @strawberry.field(
+        description="The text. A guardian's message read by the school nurse's role is "
+        "health-related: every such read is audited."
+    )
+    def body(self, info: Info) -> str:
+        if service.is_health_read(info.context.principal, self._row):
+            info.context.audit_read("message", self._row.id, "body")
         return self._row.body
 
     @strawberry.field
@@ -653,6 +661,29 @@ async def _received_after(ctx: Context, person_id: int, last: int) -> list[Messa
         )
 
 
+async def _still_logged_in(ctx: Context) -> None:
+    """Read the connection's session token again: a stream ends with UNAUTHENTICATED
+    once its session is logged out or has expired, as the next HTTP request would, and
+    a changed role holds from the next pushed message."""
+    if ctx.session_token is None:
+        return
+    async with ctx.state.engine.connect() as connection:
+        principal = await principal_for_token(connection, ctx.session_token, ctx.state.policy)
+    if principal is None:
+        raise unauthenticated("Innloggingen er avsluttet eller utløpt.")
+    ctx._principal = principal
+
+
+async def _write_audited_reads(ctx: Context) -> None:
+    """A stream lives for hours: the audited reads of each pushed message (the school
+    nurse reading a guardian's message) are written when it has been sent, not at the end."""
+    if not ctx.audited_reads:
+        return
+    reads, ctx.audited_reads = ctx.audited_reads, []
+    async with transaction(ctx.state.sessions) as tx:
+        await audit.record_many(tx, reads)
+
+
 @strawberry.type
 class MessageSubscription:
     @strawberry.subscription(description="Messages sent to you from now on, as they arrive.")
@@ -665,12 +696,14 @@ class MessageSubscription:
         try:
             with feed.subscribe(person_id) as wake:
                 while True:
+                    await _still_logged_in(ctx)
                     for row in await _received_after(ctx, person_id, last):
                         last = row.id
                         # Fresh loaders and a fresh read snapshot for every pushed message.
                         ctx.extra.pop("messages", None)
                         await ctx.db.close()
                         yield Message.of(row)
+                        await _write_audited_reads(ctx)
                     try:
                         await asyncio.wait_for(wake.wait(), timeout=POLL_SECONDS)
                     except TimeoutError:
@@ -706,8 +739,6 @@ def _socket_token(params: dict[str, Any] | None) -> str | None:
 async def authenticate_socket(context: SocketContext) -> bool:
     """Log the connection in with the payload's token ({"token": "..."} or
     {"Authorization": "Bearer ..."}); False when it is missing or invalid."""
-    from core.access.grants import principal_for_token
-
     token = _socket_token(context.connection_params)
     if token is None:
         return False
@@ -717,4 +748,5 @@ async def authenticate_socket(context: SocketContext) -> bool:
     if principal is None:
         return False
     context._principal = principal
+    context.session_token = token
     return True

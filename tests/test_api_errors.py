@@ -475,7 +475,7 @@ async def people(sessions) -> dict[str, str]:
         (ADMIN, {"role": "laerer", "schoolId": "nordby"}, "BAD_USER_INPUT"),  # already has it
         # A school administrator may grant at their own school only ...
         ("skoleadmin.nordby", {"role": "laerer", "schoolId": "sorby"}, "FORBIDDEN"),
-        # ... never municipality-wide, and never a role that reaches the municipality.
+        # ... never municipality-wide, and only the roles roles.csv lets them grant.
         ("skoleadmin.nordby", {"role": "laerer"}, "FORBIDDEN"),
         ("skoleadmin.nordby", {"role": "kommuneadmin", "schoolId": "nordby"}, "FORBIDDEN"),
         ("laerer.nordby.5a", {"role": "laerer", "schoolId": "nordby"}, "FORBIDDEN"),

@@ -82,6 +82,8 @@ def test_casbin_enforcer_and_scope_table_agree_for_every_role_resource_action():
         ("p, laerer, student, read", "has 4 values"),
         ("x, laerer, student, read, school", "unknown line type 'x'"),
         ("p, laerer, student, read, own_groups", "duplicate of line"),
+        ("p, skoleadmin, role:trollmann, grant, school", "unknown role 'trollmann'"),
+        ("p, skoleadmin, role:laerer, read, school", "unknown action 'read' for 'role:laerer'"),
     ],
 )
 def test_bad_line_is_an_error_naming_file_and_line(policy_dir, line, message):

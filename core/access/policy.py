@@ -18,7 +18,7 @@ import casbin
 from casbin.model import Model
 from casbin.persist.adapter import Adapter
 
-from core.access.vocabulary import RESOURCES, SCOPES
+from core.access.vocabulary import RESOURCES, ROLE_GRANT_ACTION, ROLE_GRANT_PREFIX, SCOPES
 
 ROLE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -110,7 +110,27 @@ def validate_policy_lines(lines: list[PolicyLine]) -> list[PolicyProblem]:
                         f"role name {role!r} must be lowercase letters, digits and _",
                     )
                 )
-            if resource not in RESOURCES:
+            if resource.startswith(ROLE_GRANT_PREFIX):
+                granted = resource.removeprefix(ROLE_GRANT_PREFIX)
+                if granted not in roles:
+                    problems.append(
+                        PolicyProblem(
+                            line.file,
+                            line.line,
+                            f"unknown role {granted!r} in {resource!r}: it has no p line "
+                            "in the policy",
+                        )
+                    )
+                if action != ROLE_GRANT_ACTION:
+                    problems.append(
+                        PolicyProblem(
+                            line.file,
+                            line.line,
+                            f"unknown action {action!r} for {resource!r} "
+                            f"(allowed: {ROLE_GRANT_ACTION})",
+                        )
+                    )
+            elif resource not in RESOURCES:
                 problems.append(
                     PolicyProblem(line.file, line.line, f"unknown resource {resource!r}")
                 )

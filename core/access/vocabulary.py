@@ -31,6 +31,7 @@ RESOURCES: dict[str, frozenset[str]] = {
     "student_contact": frozenset({"read"}),
     "guardian": frozenset({"read"}),
     "guardian_contact": frozenset({"read"}),
+    "guardian_address": frozenset({"read"}),
     "guardian_national_id": frozenset({"read"}),
     "employee": frozenset({"read"}),
     "employee_contact": frozenset({"read"}),
@@ -69,9 +70,20 @@ RESOURCES: dict[str, frozenset[str]] = {
     "guardian_information": frozenset({"toggle"}),
 }
 
+# `role:<name>` with action `grant` is the right to grant (and revoke) that one role, at
+# the line's scope: DOMAIN.md says who grants which role ("granted by"), and a school
+# administrator may hand out teacher roles at their school but not a principal's. The
+# resource `role_assignment` with action `grant` is the right to grant every role.
+ROLE_GRANT_PREFIX = "role:"
+ROLE_GRANT_ACTION = "grant"
+
 # The guardian role is never assigned by hand: parental responsibility in the population
 # register makes a person a guardian (DOMAIN.md: "automatic via ID-porten").
 GUARDIAN_ROLE = "foresatt"
+
+# The student role goes to a student enrolled at the school (lower-secondary students
+# are given access by the school or municipality); every other role to an employee.
+STUDENT_ROLE = "elev"
 
 # The nine special permissions of the archive plan (seed 000); each is a policy subject
 # of its own and is granted per school or municipality-wide like a role.

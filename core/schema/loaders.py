@@ -169,7 +169,7 @@ FIELD_RESOURCES: dict[str, dict[str, str]] = {
     "Guardian": {
         "email": "guardian_contact",
         "phone": "guardian_contact",
-        "address": "guardian_contact",
+        "address": "guardian_address",
         "nationalId": "guardian_national_id",
     },
     "Employee": {

@@ -4,14 +4,21 @@ and writes an audit event in that same transaction."""
 from __future__ import annotations
 
 import strawberry
-from sqlalchemy import select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
 from core.access.grants import Principal
-from core.access.vocabulary import GUARDIAN_ROLE, SPECIAL_PERMISSIONS
+from core.access.vocabulary import (
+    GUARDIAN_ROLE,
+    ROLE_GRANT_ACTION,
+    ROLE_GRANT_PREFIX,
+    SPECIAL_PERMISSIONS,
+    STUDENT_ROLE,
+)
 from core.db import transaction
-from core.models import Person
+from core.models import Employment, Enrolment, Person
 from core.models import RoleAssignment as RoleAssignmentModel
 from core.models import School as SchoolModel
 from core.schema import ids
@@ -41,25 +48,50 @@ class GrantRoleInput:
 
 
 def _may_grant(principal: Principal, role: str, school_id: int | None) -> bool:
-    """Granting needs role_assignment:grant at the school (or municipality-wide), and a
-    school-level granter can never hand out a role that reaches the whole municipality."""
-    grants = principal.scopes("role_assignment", "grant")
-    if any(
-        g.scope == "municipality" or (g.scope == "school" and g.school_id is None) for g in grants
-    ):
-        return True
-    if school_id is None:
-        return False
-    if not any(g.scope == "school" and g.school_id == school_id for g in grants):
-        return False
-    policy = principal.policy
-    reaches_municipality = any(
-        line.kind == "p"
-        and line.values[0] in policy.roles_of(role)
-        and line.values[3] == "municipality"
-        for line in policy.lines
+    """Granting (and revoking) needs `role_assignment` (every role) or `role:<role>` (that
+    role) with action grant: at scope municipality anywhere, also municipality-wide; at
+    scope school only at the schools where the granting role is held."""
+    grants = (
+        *principal.scopes("role_assignment", ROLE_GRANT_ACTION),
+        *principal.scopes(f"{ROLE_GRANT_PREFIX}{role}", ROLE_GRANT_ACTION),
     )
-    return not reaches_municipality
+    for grant in grants:
+        if grant.scope == "municipality" or (grant.scope == "school" and grant.school_id is None):
+            return True
+        if grant.scope == "school" and school_id is not None and grant.school_id == school_id:
+            return True
+    return False
+
+
+async def _check_recipient(
+    tx: AsyncSession, principal: Principal, person_pk: int, role: str, school_pk: int | None
+) -> None:
+    """A staff role goes to an employee of the school (or of the municipality), the
+    student role to a student enrolled at the school this year: a role held by someone
+    with no place there would reach students they have nothing to do with."""
+    if role == STUDENT_ROLE:
+        condition = exists().where(
+            Enrolment.student_id == person_pk,
+            Enrolment.school_year_id == principal.current_school_year_id,
+            *([Enrolment.school_id == school_pk] if school_pk is not None else []),
+        )
+        message = "Elevrollen kan bare gis til en elev ved skolen dette skoleåret."
+    else:
+        condition = exists().where(
+            Employment.person_id == person_pk,
+            *(
+                [or_(Employment.school_id == school_pk, Employment.school_id.is_(None))]
+                if school_pk is not None
+                else []
+            ),
+        )
+        message = (
+            "Rollen kan bare gis til en ansatt ved skolen."
+            if school_pk is not None
+            else "Rollen kan bare gis til en ansatt i kommunen."
+        )
+    if not (await tx.execute(select(condition))).scalar():
+        raise bad_input(message, field="personId")
 
 
 @strawberry.type
@@ -92,6 +124,7 @@ class Mutation:
             school = await tx.get(SchoolModel, school_pk) if school_pk else None
             if school_pk and school is None:
                 raise not_found("Skolen")
+            await _check_recipient(tx, principal, person_pk, role, school_pk)
             duplicate = (
                 await tx.execute(
                     select(RoleAssignmentModel.id).where(

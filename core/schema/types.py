@@ -197,7 +197,7 @@ class Guardian(_ContactDetails, Node):
 
     @strawberry.field(description="Restricted; reading it is audited.")
     def address(self, info: Info) -> Address | None:
-        return _restricted(info, "guardian_contact", self._row, _address(self._row))
+        return _restricted(info, "guardian_address", self._row, _address(self._row))
 
     @strawberry.field(description="Fødselsnummer. Restricted; reading it is audited.")
     def national_id(self, info: Info) -> str | None:

@@ -19,8 +19,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.base import HTTPException
 
-from core import audit
+from core import audit, request_json
 from core.access.grants import principal_for_token
 from core.access.policy import Policy
 from core.auth.demo import demo_routes
@@ -112,6 +113,25 @@ class TavleGraphQL(GraphQL):
         # a rollback on return, and a request that never runs needs no read.
         context.token = token.strip()
         return context
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """A request body or GET `variables`, read strictly (core/request_json.py): a
+        client's bad JSON is a 400 (or 413) with a reason, never a server error. Either
+        is a JSON object (a body may be a list, which strawberry refuses as a batch)."""
+        try:
+            value = request_json.loads(data)
+        except request_json.BadJson as error:
+            raise HTTPException(error.status, str(error)) from None
+        if not isinstance(value, dict | list):
+            raise HTTPException(400, "Forespørselen må være et JSON-objekt.")
+        return value
+
+    async def parse_http_body(self, request: Any) -> Any:
+        # Refused before the body is read, when its announced length is already too much.
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > request_json.MAX_REQUEST_BYTES:
+            raise HTTPException(413, "Forespørselen er for stor.")
+        return await super().parse_http_body(request)
 
     def encode_json(self, data: object) -> str:
         """The answer as JSON, encoded by orjson: the same JSON as strawberry's

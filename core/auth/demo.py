@@ -3,13 +3,12 @@ the route answers 404 as if it did not exist."""
 
 from __future__ import annotations
 
-import json
-
 from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from core import request_json
 from core.auth.sessions import issue_token
 from core.db import transaction
 from core.models import Person
@@ -20,7 +19,7 @@ async def demo_token(request: Request) -> JSONResponse:
     if not state.settings.demo:
         return JSONResponse({"error": "not_found"}, status_code=404)
     try:
-        body = json.loads(await request.body() or b"{}")
+        body = request_json.loads(await request.body() or b"{}")
         username = body["username"]
         if not isinstance(username, str) or not username.strip():
             raise ValueError

@@ -505,3 +505,39 @@ async def test_revoke_role_errors_change_nothing(gql, people, role_count, userna
     body = await gql.query(username, REVOKE, {"id": people.get(target, target)})
     assert_error(body, code, target)
     assert await role_count() == before
+
+
+async def test_answers_are_not_logged_as_faults_and_a_fault_is_logged_once(
+    gql, caplog, monkeypatch
+):
+    """The server log's ERROR lines are our faults only: NOT_FOUND, FORBIDDEN and bad
+    input are answers (they were all logged as "unexpected error" with a traceback,
+    found by review), and a real fault is logged once, with its trace."""
+    import logging
+
+    from sqlalchemy import text
+
+    import core.access.grants as grants
+
+    caplog.set_level(logging.DEBUG)
+    answers = [
+        ("query($id: ID!) { student(id: $id) { id } }", {"id": ids.encode("Student", UNKNOWN_PK)}),
+        ("{ auditLog { totalCount } }", {}),
+        ("{ students(first: -1) { totalCount } }", {}),
+        ("{ students { shoeSize } }", {}),
+        # Raised by a service (core.errors), not by the GraphQL layer:
+        ("query($id: ID!) { message(id: $id) { id } }", {"id": ids.encode("Message", UNKNOWN_PK)}),
+        ('mutation { sendMessage(input: {subject: " ", body: "x"}) { id } }', {}),
+    ]
+    for query, variables in answers:
+        assert (await gql.query("laerer.nordby.5a", query, variables))["errors"]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+    token = await gql.token("laerer.nordby.5a")
+    monkeypatch.setattr(
+        grants, "_token_grant_rows", lambda: text("SELECT * FROM no_such_table WHERE 1 = 0")
+    )
+    caplog.clear()
+    assert error_codes(await gql.raw("{ me { name } }", token=token)) == ["INTERNAL_SERVER_ERROR"]
+    faults = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(faults) == 1 and faults[0].exc_info, [r.getMessage() for r in faults]

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
 
-from graphql import DocumentNode, GraphQLError, parse, validate
+from graphql import DocumentNode, GraphQLError, StringValueNode, ValidationRule, parse, validate
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -31,6 +31,16 @@ log = logging.getLogger("tavle.graphql")
 QUERY_CACHE_SIZE = 256
 
 
+class NoNulInStrings(ValidationRule):
+    """A NUL character in a string literal of the query (variables are checked when
+    their JSON is read, core/request_json.py): PostgreSQL's text type cannot hold it and
+    SQLite's LIKE stops at it, so it is bad input wherever it is written."""
+
+    def enter_string_value(self, node: StringValueNode, *_args: Any) -> None:
+        if "\x00" in node.value:
+            self.report_error(GraphQLError("Tekst kan ikke inneholde NUL-tegnet (\\u0000).", node))
+
+
 def request_limits(max_depth: int, max_aliases: int, max_tokens: int) -> list[Callable[[], Any]]:
     """The depth, alias and token limits, and caches of parsed and validated queries.
 
@@ -41,6 +51,7 @@ def request_limits(max_depth: int, max_aliases: int, max_tokens: int) -> list[Ca
     parse option, so it is part of the parse cache's key and still holds for every query.
     """
     rules = [
+        NoNulInStrings,
         *QueryDepthLimiter(max_depth=max_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=max_aliases).validation_rules,
     ]
@@ -126,6 +137,16 @@ def _is_client_error(error: GraphQLError) -> bool:
     return error.path is None and isinstance(original, GraphQLError | ValueError | TypeError)
 
 
+def is_unexpected(error: GraphQLError) -> bool:
+    """A fault of ours (logged with its trace, masked for the client), not an answer:
+    neither a Tavle error, nor one with a public code, nor an error of the request."""
+    if isinstance(error.original_error, TavleError):
+        return False
+    if (error.extensions or {}).get("code") in PUBLIC_CODES:
+        return False
+    return not _is_client_error(error)
+
+
 class ErrorCodes(SchemaExtension):
     """Every error leaves with an `extensions.code`. Unexpected exceptions are logged with
     their trace on the server and, outside debug, reach the client as a bare message: no
@@ -171,7 +192,8 @@ class ErrorCodes(SchemaExtension):
                     )
                 )
             else:
-                log.error("unexpected error in %s", error.path, exc_info=error.original_error)
+                # Logged (with its trace) by TavleSchema.process_errors, which sees every
+                # error of every kind of operation, before this masks it.
                 message = error.message if self.debug else "Det oppstod en uventet feil."
                 cleaned.append(
                     GraphQLError(

@@ -16,7 +16,7 @@ from core.schema.absence import AbsenceMutation, AbsenceQuery
 from core.schema.archive import ArchiveEntry, ArchiveFolder, ArchiveMutation, ArchiveQuery
 from core.schema.documents import Document, DocumentMutation, DocumentQuery
 from core.schema.execution import PlainFieldExecutor, install_fast_resolvers
-from core.schema.extensions import ErrorCodes, RequestSession, request_limits
+from core.schema.extensions import ErrorCodes, RequestSession, is_unexpected, request_limits
 from core.schema.messages import Message, MessageMutation, MessageQuery, MessageSubscription
 from core.schema.mutations import Mutation as AccessMutation
 from core.schema.queries import Query as ReadQuery
@@ -55,15 +55,15 @@ class TavleSchema(strawberry.Schema):
     def process_errors(self, errors: list[Any], execution_context: Any = None) -> None:
         # Strawberry logs every error at ERROR level with the query excerpt, so a client's
         # typo looked like a server fault in the log. Client errors (bad input, forbidden,
-        # not found) are answers: they go to DEBUG. Unexpected errors are logged with
-        # their traceback by the ErrorCodes extension; an error it did not see (no code
-        # yet, e.g. in a subscription) that carries an exception is logged here.
+        # not found) are answers: they go to DEBUG. Only our own faults are logged as
+        # errors, with their traceback. Strawberry calls this for every operation (also
+        # subscriptions and failures before execution) with the errors as raised, before
+        # the ErrorCodes extension gives them their codes.
         for error in errors:
-            code = (error.extensions or {}).get("code")
-            if code is None and error.original_error is not None:
+            if is_unexpected(error):
                 log.error("unexpected error in %s", error.path, exc_info=error.original_error)
             else:
-                log.debug("GraphQL error answered (%s): %s", code, error.message)
+                log.debug("GraphQL error answered: %s", error.message)
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:

@@ -289,8 +289,9 @@ async def test_guardian_writes_to_contact_teacher_and_nurse_reads(gql, sessions)
     assert error_codes(
         await gql.query("helsesykepleier.nordby", MESSAGE, {"id": teacher_message["id"]})
     ) == ["FORBIDDEN"]
+    # Not a box the teacher has: a missing permission, not a bad argument.
     assert error_codes(await gql.query("laerer.nordby.5a", BOX, {"box": "FROM_GUARDIANS"})) == [
-        "BAD_USER_INPUT"
+        "FORBIDDEN"
     ]
 
 

@@ -38,7 +38,7 @@ from core.models import RecipientRole as RecipientRoleModel
 from core.schema import ids
 from core.schema.context import Context, Info
 from core.schema.documents import PersonRef
-from core.schema.errors import bad_input, unauthenticated
+from core.schema.errors import bad_input, forbidden, unauthenticated
 from core.schema.pagination import check_first, newest_first
 from core.schema.types import Node, PageInfo
 
@@ -550,7 +550,7 @@ class MessageQuery:
                 g for g in principal.scopes("message", "read") if g.scope == "guardian_messages"
             ]
             if not guardian_grants:
-                raise bad_input("Du har ikke tilgang til meldinger fra foresatte.", field="box")
+                raise forbidden("Du har ikke tilgang til meldinger fra foresatte.")
             statement = statement.where(
                 MessageModel.sender_role == RecipientRoleModel.GUARDIAN,
                 service.visible_messages(principal),

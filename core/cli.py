@@ -8,11 +8,45 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from core.config import Settings
+from core.config import Settings, SettingsError
 
 
 class CliError(Exception):
     """A user-facing failure: printed without a trace, exit status 1."""
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (argparse reports the error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"må være et positivt heltall, ikke {text!r}")
+    return value
+
+
+def port_number(text: str) -> int:
+    value = positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"en port er fra 1 til 65535, ikke {text!r}")
+    return value
+
+
+def database_problem(error: Exception) -> str | None:
+    """What an administrator should hear when the database failed: what to do, never
+    the SQL statement or its parameters (SQLAlchemy puts both in its message)."""
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+    if not isinstance(error, SQLAlchemyError | OSError):
+        return None
+    detail = str(error.orig if isinstance(error, DBAPIError) else error).splitlines()[0]
+    lowered = detail.lower()
+    if "no such table" in lowered or ("relation" in lowered and "does not exist" in lowered):
+        return "databasen er ikke migrert: kjør `tavle migrate` (eller `make run`)."
+    if isinstance(error, OSError) or "connect" in lowered or "refused" in lowered:
+        return f"får ikke kontakt med databasen (TAVLE_DATABASE_URL): {detail}"
+    return f"databasefeil: {detail}"
 
 
 def _settings() -> Settings:
@@ -194,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="serve GraphQL over HTTP")
     serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--port", type=port_number)
     serve.set_defaults(func=cmd_serve)
 
     migrate = commands.add_parser("migrate", help="run database migrations")
@@ -202,7 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(func=cmd_migrate)
 
     demo = commands.add_parser("demo", help="load the demo municipality")
-    demo.add_argument("--students", type=int, help="build a larger municipality of N students")
+    demo.add_argument(
+        "--students", type=positive_int, help="build a larger municipality of N students"
+    )
     demo.add_argument("--seed", type=int, default=2026)
     demo.add_argument("--if-empty", action="store_true", help="do nothing if data exists")
     demo.add_argument("--progress", action="store_true", help="always show the progress bar")
@@ -250,12 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if args.command == "demo" and args.students is not None and args.students < 1:
-        print("tavle: --students må være et positivt tall", file=sys.stderr)
-        sys.exit(2)
     try:
         args.func(args)
-    except CliError as error:
+    except (CliError, SettingsError) as error:
         print(f"tavle: {error}", file=sys.stderr)
         sys.exit(1)
     except Exception as error:  # a CLI never shows a trace to an administrator
@@ -265,6 +298,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         if isinstance(error, PolicyError | DoctypeError):
             for problem in error.problems:
                 print(problem, file=sys.stderr)
+            sys.exit(1)
+        problem = database_problem(error)
+        if problem is not None:
+            print(f"tavle: {problem}", file=sys.stderr)
             sys.exit(1)
         print(f"tavle: {type(error).__name__}: {error}", file=sys.stderr)
         sys.exit(1)

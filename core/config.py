@@ -15,6 +15,23 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = f"sqlite+aiosqlite:///{PROJECT_ROOT / 'var' / 'tavle.db'}"
 
 
+class SettingsError(ValueError):
+    """A TAVLE_* variable with a value that cannot be used; the message names it."""
+
+
+def _int_setting(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise SettingsError(f"{name} må være et heltall fra {low} til {high} (er {raw!r}).")
+    return value
+
+
 def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -99,9 +116,9 @@ class Settings:
             debug=_flag(env.get("TAVLE_DEBUG")),
             demo=_flag(env.get("TAVLE_DEMO")),
             host=env.get("TAVLE_HOST", "127.0.0.1"),
-            port=int(env.get("TAVLE_PORT", "8000")),
+            port=_int_setting(env, "TAVLE_PORT", 8000, 1, 65535),
             policies_dir=Path(env.get("TAVLE_POLICIES_DIR", str(PROJECT_ROOT / "policies"))),
             doctypes_dir=Path(env.get("TAVLE_DOCTYPES_DIR", str(PROJECT_ROOT / "doctypes"))),
-            session_ttl_seconds=int(env.get("TAVLE_SESSION_TTL", str(8 * 3600))),
+            session_ttl_seconds=_int_setting(env, "TAVLE_SESSION_TTL", 8 * 3600, 60, 366 * 86400),
             oidc_providers=tuple(providers),
         )

@@ -31,7 +31,8 @@ class ExplainError(Exception):
 def _parse_resource_id(resource_id: str) -> tuple[str, int]:
     if ":" in resource_id:
         type_name, _, raw = resource_id.partition(":")
-        if not raw.isdigit():
+        # The same range as a global ID's (database keys are positive 32-bit integers).
+        if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) <= ids.MAX_PK:
             raise ExplainError(f"ugyldig ressurs-ID {resource_id!r}")
         return type_name, int(raw)
     try:

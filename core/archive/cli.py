@@ -6,6 +6,8 @@ import argparse
 import asyncio
 from typing import Any
 
+from core.cli import positive_int
+
 
 def _error(message: str) -> Exception:
     from core.cli import CliError
@@ -98,7 +100,7 @@ def add_archive_commands(commands: Any) -> None:
     archive = commands.add_parser("archive", help="archive batches and the archive queue")
     archive_commands = archive.add_subparsers(dest="archive_command", required=True)
     run = archive_commands.add_parser("run", help="send queued documents to the archive now")
-    run.add_argument("--limit", type=int, help="at most this many entries")
+    run.add_argument("--limit", type=positive_int, help="at most this many entries")
     run.set_defaults(func=cmd_archive_run)
     status = archive_commands.add_parser("status", help="the queue per school and next batch")
     status.set_defaults(func=cmd_archive_status)

@@ -1,0 +1,82 @@
+"""The `tavle` command on bad arguments, bad settings and a database that is not there
+or not migrated: a message that says what to do and a non-zero exit, never a trace, an
+SQL statement or its parameters (found by review: several printed SQLAlchemy's message
+with the statement, or a Python exception's name)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.cli import main
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "[SQL:" not in err and "Error:" not in err, err
+    return int(exit_info.value.code or 0), err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["token", "kommuneadmin"],
+        ["demo", "--students", "5"],
+        ["archive", "status"],
+        ["policy", "explain", "kommuneadmin", "read", "Student:1"],
+    ],
+)
+def test_unmigrated_database_says_migrate(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    monkeypatch.setenv("TAVLE_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'tom.db'}")
+    code, err = _run(argv, capsys)
+    assert code == 1
+    assert "tavle migrate" in err
+
+
+def test_unreachable_database_says_so(monkeypatch: pytest.MonkeyPatch, capsys):
+    # Port 9 (discard) on this machine: nothing listens there.
+    monkeypatch.setenv("TAVLE_DATABASE_URL", "postgresql://postgres@127.0.0.1:9/ingen")
+    code, err = _run(["token", "kommuneadmin"], capsys)
+    assert code == 1
+    assert "får ikke kontakt med databasen" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["archive", "run", "--limit", "-1"], "positivt heltall"),
+        (["archive", "run", "--limit", "0"], "positivt heltall"),
+        (["serve", "--port", "99999"], "fra 1 til 65535"),
+        (["serve", "--port", "x"], "positivt heltall"),
+        (["demo", "--students", "-5"], "positivt heltall"),
+        (["demo", "--students", "abc"], "positivt heltall"),
+    ],
+)
+def test_bad_arguments_are_usage_errors(argv: list[str], message: str, capsys):
+    code, err = _run(argv, capsys)
+    assert code == 2 and message in err
+
+
+@pytest.mark.parametrize(
+    "resource_id", ["Student:99999999999999999999", "Student:0", "Student:-1", "Student:١"]
+)
+def test_policy_explain_bad_resource_id(resource_id: str, capsys):
+    code, err = _run(["policy", "explain", "kommuneadmin", "read", resource_id], capsys)
+    assert code == 1 and "ugyldig ressurs-ID" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("TAVLE_PORT", "abc"), ("TAVLE_PORT", "70000"), ("TAVLE_SESSION_TTL", "soon")],
+)
+def test_bad_setting_names_the_variable(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    monkeypatch.setenv(name, value)
+    code, err = _run(["token", "kommuneadmin"], capsys)
+    assert code == 1 and name in err

@@ -318,11 +318,13 @@ async def test_nurse_reads_and_downloads_guardian_messages_and_every_read_is_aud
     async def events() -> list[tuple[int, str, dict[str, Any]]]:
         async with sessions() as session:
             rows = await session.execute(
-                select(AuditEvent.actor_id, AuditEvent.action, AuditEvent.detail).where(
+                select(AuditEvent.actor_id, AuditEvent.action, AuditEvent.detail)
+                .where(
                     AuditEvent.resource_type == "message",
                     AuditEvent.resource_id == str(pk),
                     AuditEvent.action.like("read%"),
                 )
+                .order_by(AuditEvent.id)
             )
             return [tuple(r) for r in rows]  # type: ignore[misc]
 

@@ -177,3 +177,19 @@ async def test_stream_ends_when_its_session_is_logged_out(
         assert (await _receive(socket))["type"] == "complete"  # and the stream is over
     finally:
         await socket.close()
+
+
+@pytest.mark.parametrize("frame", ["[1]", "42", '"hei"', '{"type": "ping", "payload": "\\u0000"}'])
+async def test_message_that_is_not_a_json_object_closes_with_4400(
+    gql: Any, ws_url: str, frame: str
+):
+    """A frame strawberry's handler cannot take (found by review: `[1]` made it fail and
+    drop the connection without a close code) is malformed, like bad JSON."""
+    token = await gql.token("foresatt.berg")
+    async with websockets.connect(ws_url, subprotocols=["graphql-transport-ws"]) as socket:
+        await socket.send(json.dumps({"type": "connection_init", "payload": {"token": token}}))
+        assert (await _receive(socket))["type"] == "connection_ack"
+        await socket.send(frame)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await _receive(socket)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400

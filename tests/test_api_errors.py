@@ -541,3 +541,18 @@ async def test_answers_are_not_logged_as_faults_and_a_fault_is_logged_once(
     assert error_codes(await gql.raw("{ me { name } }", token=token)) == ["INTERNAL_SERVER_ERROR"]
     faults = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(faults) == 1 and faults[0].exc_info, [r.getMessage() for r in faults]
+
+
+async def test_several_operations_need_an_operation_name(gql):
+    """A request error by the GraphQL spec (strawberry ran the first one)."""
+    document = "query A { schools { name } } query B { me { name } }"
+    body = await gql.query(ADMIN, document)
+    assert body["data"] is None and error_codes(body) == ["BAD_USER_INPUT"]
+    token = await gql.token(ADMIN)
+    response = await gql.http.post(
+        "/graphql",
+        json={"query": document, "operationName": "B"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.json()["data"] == {"me": {"name": "Kristin Lunde"}}
+    assert (await gql.data(ADMIN, "query Only { me { name } }"))["me"]["name"]

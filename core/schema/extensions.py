@@ -9,7 +9,15 @@ from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
 
-from graphql import DocumentNode, GraphQLError, StringValueNode, ValidationRule, parse, validate
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    OperationDefinitionNode,
+    StringValueNode,
+    ValidationRule,
+    parse,
+    validate,
+)
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -123,8 +131,24 @@ class ValidateCache(SchemaExtension):
                 errors = _validate(schema, document, tuple(context.validation_rules))
             except Exception:  # noqa: BLE001 - see the docstring
                 errors = validate(schema, document) or [GraphQLError("Ugyldig spørring.")]
+            if not errors and _unnamed_choice(context, document):
+                # The GraphQL spec makes this a request error; strawberry would run the
+                # first operation, which is rarely what a client that sent two meant.
+                errors = [
+                    GraphQLError(
+                        "Spørringen har flere operasjoner: oppgi hvilken med operationName."
+                    )
+                ]
             context.pre_execution_errors = errors
         yield
+
+
+def _unnamed_choice(context: Any, document: DocumentNode) -> bool:
+    """Several operations in the document and no operationName to choose one."""
+    if getattr(context, "_provided_operation_name", None) is not None:
+        return False
+    operations = sum(isinstance(d, OperationDefinitionNode) for d in document.definitions)
+    return operations > 1
 
 
 def _is_client_error(error: GraphQLError) -> bool:

@@ -70,6 +70,17 @@ async def _assignments(sessions: Any) -> int:
         return await s.scalar(select(func.count()).select_from(RoleAssignment))
 
 
+async def _grant(
+    gql: Any, granter: str, person: int, role: str, school: int | None
+) -> dict[str, Any]:
+    """`granter` grants `role` to `person` at `school` (None: municipality-wide); the raw
+    GraphQL result, errors included."""
+    values: dict[str, Any] = {"personId": ids.encode("Person", person), "role": role}
+    if school is not None:
+        values["schoolId"] = ids.encode("School", school)
+    return await gql.query(granter, GRANT, {"input": values})
+
+
 def _granted(result: dict[str, Any]) -> dict[str, Any]:
     assert not result.get("errors"), result["errors"]
     return result["data"]["grantRole"]
@@ -92,19 +103,7 @@ async def test_school_administrator_grants_school_administrator_and_it_holds_at_
     token = await _token_for(gql, sessions, person)
     before = (await gql.raw(STUDENT_COUNT, token=token))["data"]["students"]["totalCount"]
     assert before < await _students_at(sessions, nordby)
-    granted = _granted(
-        await gql.query(
-            "skoleadmin.nordby",
-            GRANT,
-            {
-                "input": {
-                    "personId": ids.encode("Person", person),
-                    "role": "skoleadmin",
-                    "schoolId": ids.encode("School", nordby),
-                }
-            },
-        )
-    )
+    granted = _granted(await _grant(gql, "skoleadmin.nordby", person, "skoleadmin", nordby))
     assert (granted["role"], granted["school"]["name"]) == ("skoleadmin", "Nordby skole")
     body = await gql.raw(STUDENT_COUNT, token=token)
     assert body["data"]["students"]["totalCount"] == await _students_at(sessions, nordby)
@@ -121,17 +120,7 @@ async def test_school_administrator_cannot_grant_roles_the_municipality_grants(
     nordby = await _school(sessions, "Nordby skole")
     person = await _plain_employee(sessions, nordby)
     before = await _assignments(sessions)
-    result = await gql.query(
-        "skoleadmin.nordby",
-        GRANT,
-        {
-            "input": {
-                "personId": ids.encode("Person", person),
-                "role": role,
-                "schoolId": ids.encode("School", nordby),
-            }
-        },
-    )
+    result = await _grant(gql, "skoleadmin.nordby", person, role, nordby)
     assert error_codes(result) == ["FORBIDDEN"]
     assert await _assignments(sessions) == before
 
@@ -173,13 +162,9 @@ async def test_role_goes_only_to_someone_with_a_place_at_the_school(
     gql: Any, sessions: Any, granter: str, username: str, role: str, school: str | None
 ):
     before = await _assignments(sessions)
-    values: dict[str, Any] = {
-        "personId": ids.encode("Person", await _person(sessions, username)),
-        "role": role,
-    }
-    if school:
-        values["schoolId"] = ids.encode("School", await _school(sessions, school))
-    result = await gql.query(granter, GRANT, {"input": values})
+    person = await _person(sessions, username)
+    school_pk = await _school(sessions, school) if school else None
+    result = await _grant(gql, granter, person, role, school_pk)
     assert error_codes(result) == ["BAD_USER_INPUT"], result
     assert result["errors"][0]["extensions"]["field"] == "personId"
     assert await _assignments(sessions) == before
@@ -204,19 +189,7 @@ async def test_student_role_for_an_enrolled_student(gql: Any, sessions: Any):
     async with sessions() as s, s.begin():
         # Filler students have no login; this one is given one, as an account would be.
         (await s.get(Person, student)).username = "elev.test.tilgang"  # type: ignore[union-attr]
-    granted = _granted(
-        await gql.query(
-            "skoleadmin.nordby",
-            GRANT,
-            {
-                "input": {
-                    "personId": ids.encode("Person", student),
-                    "role": "elev",
-                    "schoolId": ids.encode("School", nordby),
-                }
-            },
-        )
-    )
+    granted = _granted(await _grant(gql, "skoleadmin.nordby", student, "elev", nordby))
     try:
         token = await _token_for(gql, sessions, student)
         body = await gql.raw("{ students { edges { node { id } } } }", token=token)
@@ -234,19 +207,7 @@ async def test_student_role_for_an_enrolled_student(gql: Any, sessions: Any):
 async def test_municipality_administrator_grants_a_principal(gql: Any, sessions: Any):
     vestby = await _school(sessions, "Vestby skole")
     person = await _plain_employee(sessions, vestby)
-    granted = _granted(
-        await gql.query(
-            "kommuneadmin",
-            GRANT,
-            {
-                "input": {
-                    "personId": ids.encode("Person", person),
-                    "role": "rektor",
-                    "schoolId": ids.encode("School", vestby),
-                }
-            },
-        )
-    )
+    granted = _granted(await _grant(gql, "kommuneadmin", person, "rektor", vestby))
     try:
         token = await _token_for(gql, sessions, person)
         body = await gql.raw(STUDENT_COUNT, token=token)

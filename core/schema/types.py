@@ -178,7 +178,12 @@ class Employee(_ContactDetails, Node):
     _row: strawberry.Private[PersonRow]
     _contact_resource = "employee_contact"
 
-    @strawberry.field(description="Fødselsnummer. Restricted; reading it is audited.")
+    @strawberry.field(
+        description=(
+            "Fødselsnummer. Null unless your role may see it (no error: a list stays one "
+            "answer); a read that returns it is audited."
+        )
+    )
     def national_id(self, info: Info) -> str | None:
         return _restricted(info, "employee_national_id", self._row, self._row.national_id)
 
@@ -195,11 +200,18 @@ class Guardian(_ContactDetails, Node):
     _row: strawberry.Private[PersonRow]
     _contact_resource = "guardian_contact"
 
-    @strawberry.field(description="Restricted; reading it is audited.")
+    @strawberry.field(
+        description="Null unless your role may see addresses; a read that returns it is audited."
+    )
     def address(self, info: Info) -> Address | None:
         return _restricted(info, "guardian_address", self._row, _address(self._row))
 
-    @strawberry.field(description="Fødselsnummer. Restricted; reading it is audited.")
+    @strawberry.field(
+        description=(
+            "Fødselsnummer. Null unless your role may see it (no error: a list stays one "
+            "answer); a read that returns it is audited."
+        )
+    )
     def national_id(self, info: Info) -> str | None:
         return _restricted(info, "guardian_national_id", self._row, self._row.national_id)
 
@@ -267,11 +279,18 @@ class Student(Node):
     def phone(self, info: Info) -> str | None:
         return _permitted(info, "student_contact", self._row, self._row.mobile)
 
-    @strawberry.field(description="Restricted; reading it is audited.")
+    @strawberry.field(
+        description="Null unless your role may see addresses; a read that returns it is audited."
+    )
     def address(self, info: Info) -> Address | None:
         return _restricted(info, "student_address", self._row, _address(self._row))
 
-    @strawberry.field(description="Fødselsnummer. Restricted; reading it is audited.")
+    @strawberry.field(
+        description=(
+            "Fødselsnummer. Null unless your role may see it (no error: a list stays one "
+            "answer); a read that returns it is audited."
+        )
+    )
     def national_id(self, info: Info) -> str | None:
         return _restricted(info, "student_national_id", self._row, self._row.national_id)
 

@@ -350,6 +350,25 @@ async def test_unknown_state_is_rejected(client: httpx.AsyncClient):
     assert response.json()["error"] == "invalid_state"
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"code": "c", "state": "no\x00pe"},
+        {"code": "c\x00", "state": "nope"},
+        {"code": "c", "state": "x" * 5000},
+        {"error": "access\x00denied", "state": "s"},
+    ],
+)
+async def test_malformed_callback_parameters_are_a_clear_400(
+    client: httpx.AsyncClient, params: dict[str, str]
+):
+    """A NUL byte (PostgreSQL refuses it in text) or an oversized value is a bad request
+    answered before any lookup, never a server error."""
+    response = await client.get("/auth/idporten/callback", params=params)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_request"
+
+
 async def test_state_from_other_provider_is_rejected(env: Env, client: httpx.AsyncClient):
     start = await client.get("/auth/idporten/login")
     state = parse_qs(urlsplit(start.headers["location"]).query)["state"][0]

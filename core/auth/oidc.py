@@ -79,6 +79,8 @@ HTTP_TIMEOUT_SECONDS = 10.0
 ID_TOKEN_ALGORITHMS = ("RS256",)
 SCOPE = "openid profile"
 
+# Longer than any code or state a provider or we produce; a bigger value is not a login.
+CALLBACK_PARAMETER_MAX_LENGTH = 2048
 NATIONAL_ID = re.compile(r"^\d{11}$")
 # Feide hands out the national id number under this claim name (in the ID token when the
 # client has the "userid-nin" scope, otherwise from the userinfo endpoint).
@@ -285,6 +287,12 @@ class _OidcLogin:
         """Consume the state, exchange the code, validate, map to a person: the token."""
         app_state: AppState = request.app.state.tavle
         params = request.query_params
+        for name in ("code", "state", "error"):
+            value = params.get(name, "")
+            # Refused before any lookup: PostgreSQL rejects NUL in text, and the provider's
+            # error text is echoed back to the user.
+            if "\x00" in value or len(value) > CALLBACK_PARAMETER_MAX_LENGTH:
+                raise LoginError(400, "invalid_request", f"Ugyldig verdi i `{name}`.")
         if "error" in params:
             # The user cancelled, or the provider refused (for example a too low level).
             raise _reject(

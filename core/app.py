@@ -37,10 +37,9 @@ from core.messages.routes import message_routes
 from core.models import Document
 from core.plugins import channels as plugin_channels
 from core.plugins import plugin_manager
-from core.schema.context import Context
+from core.schema.context import Context, SocketContext, authenticate_socket
 from core.schema.database import RequestDatabase
 from core.schema.ids import decode_pk
-from core.schema.messages import SocketContext, authenticate_socket
 from core.schema.schema import build_schema
 from core.state import AppState
 

@@ -116,3 +116,53 @@ class Context:
 
 
 Info = StrawberryInfo[Context, None]
+
+
+@dataclass
+class SocketContext(Context):
+    """The context of a websocket connection: strawberry puts the connection_init payload
+    in `connection_params`, and `authenticate_socket` checks its token. Operations do not
+    run in it: each gets a context of its own (`for_operation`)."""
+
+    connection_params: dict[str, Any] | None = None
+
+    def for_operation(self) -> Context:
+        """A context for one operation on this connection. Strawberry hands every
+        operation of a connection the same context, but they run concurrently and must
+        not share a database session, loaders or audited reads; and the connection's
+        token is read again when the operation starts (RequestSession), so a logout, an
+        expiry or a revoked role holds from the next operation, as over HTTP."""
+        return Context(
+            request=self.request,
+            state=self.state,
+            db=RequestDatabase(self.state.sessions()),
+            token=self.session_token,
+        )
+
+
+def _socket_token(params: dict[str, Any] | None) -> str | None:
+    params = params or {}
+    token = params.get("token")
+    if isinstance(token, str) and token.strip():
+        return token.strip()
+    header = params.get("Authorization") or params.get("authorization")
+    if isinstance(header, str):
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return None
+
+
+async def authenticate_socket(context: SocketContext) -> bool:
+    """Log the connection in with the payload's token ({"token": "..."} or
+    {"Authorization": "Bearer ..."}); False when it is missing or invalid."""
+    token = _socket_token(context.connection_params)
+    if token is None:
+        return False
+    state = context.state
+    async with state.sessions() as session:
+        principal = await principal_for_token(session, token, state.policy)
+    if principal is None:
+        return False
+    context.session_token = token
+    return True

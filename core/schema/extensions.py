@@ -174,18 +174,32 @@ def is_unexpected(error: GraphQLError) -> bool:
 class ErrorCodes(SchemaExtension):
     """Every error leaves with an `extensions.code`. Unexpected exceptions are logged with
     their trace on the server and, outside debug, reach the client as a bare message: no
-    stack trace, no SQL."""
+    stack trace, no SQL. The same over HTTP and over a websocket."""
 
     def __init__(self, *, debug: bool = False):
         self.debug = debug
+        self._streamed = False
+
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        # A websocket operation's results are sent one by one while the operation is
+        # still open (Schema.stream), before `on_operation` gets back control: each is
+        # cleaned as it leaves.
+        self._streamed = True
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = self._cleaned(errors)
+        yield
 
     def on_operation(self) -> Iterator[None]:
         yield
         result = self.execution_context.result
-        if not result or not result.errors:
+        if self._streamed or not result or not result.errors:
             return
+        result.errors = self._cleaned(result.errors)
+
+    def _cleaned(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         cleaned: list[GraphQLError] = []
-        for error in result.errors:
+        for error in errors:
             code = (error.extensions or {}).get("code")
             original = error.original_error
             if isinstance(original, TavleError):
@@ -205,16 +219,10 @@ class ErrorCodes(SchemaExtension):
             elif code in PUBLIC_CODES:
                 cleaned.append(error)
             elif _is_client_error(error):
-                cleaned.append(
-                    GraphQLError(
-                        error.message,
-                        nodes=error.nodes,
-                        source=error.source,
-                        positions=error.positions,
-                        path=error.path,
-                        extensions={**(error.extensions or {}), "code": BAD_USER_INPUT},
-                    )
-                )
+                # Coded in place: the error keeps its class, by which the websocket
+                # transport closes the connection (4400) on a query that does not parse.
+                error.extensions = {**(error.extensions or {}), "code": BAD_USER_INPUT}
+                cleaned.append(error)
             else:
                 # Logged (with its trace) by TavleSchema.process_errors, which sees every
                 # error of every kind of operation, before this masks it.
@@ -227,7 +235,7 @@ class ErrorCodes(SchemaExtension):
                         extensions={"code": INTERNAL_SERVER_ERROR},
                     )
                 )
-        result.errors = cleaned
+        return cleaned
 
 
 class RequestSession(SchemaExtension):

@@ -14,6 +14,7 @@ from strawberry.tools import merge_types
 from core.config import Settings
 from core.schema.absence import AbsenceMutation, AbsenceQuery
 from core.schema.archive import ArchiveEntry, ArchiveFolder, ArchiveMutation, ArchiveQuery
+from core.schema.context import SocketContext
 from core.schema.documents import Document, DocumentMutation, DocumentQuery
 from core.schema.execution import PlainFieldExecutor, install_fast_resolvers
 from core.schema.extensions import ErrorCodes, RequestSession, is_unexpected, request_limits
@@ -64,6 +65,20 @@ class TavleSchema(strawberry.Schema):
                 log.error("unexpected error in %s", error.path, exc_info=error.original_error)
             else:
                 log.debug("GraphQL error answered: %s", error.message)
+
+    async def stream(  # type: ignore[override]
+        self,
+        query: str | None,
+        variable_values: Any = None,
+        context_value: Any = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        # The websocket transport runs every operation of a connection with the
+        # connection's one context; each gets its own (SocketContext.for_operation).
+        if isinstance(context_value, SocketContext):
+            context_value = context_value.for_operation()
+        return await super().stream(query, variable_values, context_value, *args, **kwargs)
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:

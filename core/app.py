@@ -34,6 +34,7 @@ from core.documents.render import stop_renderer
 from core.documents.render import warm_up as warm_up_renderer
 from core.documents.service import visible_documents
 from core.messages.routes import message_routes
+from core.migrate import migration_problem
 from core.models import Document
 from core.plugins import channels as plugin_channels
 from core.plugins import plugin_manager
@@ -168,10 +169,12 @@ class TavleGraphQL(GraphQL):
 async def healthz(request: Request) -> Response:
     state: AppState = request.app.state.tavle
     try:
-        async with state.sessions() as session:
-            await session.execute(select(1))
+        problem = await migration_problem(state.engine)
     except Exception:  # any database failure means "not ready"
         return JSONResponse({"status": "unavailable"}, status_code=503)
+    if problem is not None:
+        # It answers, but not with the tables this code needs.
+        return JSONResponse({"status": "unavailable", "reason": problem}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 

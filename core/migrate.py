@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from functools import cache
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.config import PROJECT_ROOT
@@ -42,3 +44,33 @@ def upgrade_sync(database_url: str, revision: str = "head") -> None:
             await engine.dispose()
 
     asyncio.run(_main())
+
+
+@cache
+def head_revision() -> str:
+    """The newest migration this code ships (alembic's head)."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "migrations/ has no revisions"
+    return head
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The revision the database is at; None when it was never migrated (no
+    alembic_version table). Other database failures are raised."""
+    async with engine.connect() as connection:
+        return await connection.run_sync(
+            lambda sync: MigrationContext.configure(sync).get_current_revision()
+        )
+
+
+async def migration_problem(engine: AsyncEngine) -> str | None:
+    """Why the database cannot serve this code (never migrated, or at another revision
+    than the code's head), in words for an administrator; None when it can."""
+    current, head = await current_revision(engine), head_revision()
+    if current == head:
+        return None
+    if current is None:
+        return "databasen er ikke migrert: kjør `tavle migrate` (eller `make run`)."
+    return f"databasen er på revisjon {current}, koden trenger {head}: kjør `tavle migrate`."

@@ -33,6 +33,21 @@ def port_number(text: str) -> int:
     return value
 
 
+def student_count(text: str) -> int:
+    """An argparse type for `demo --students`: what the generator can build."""
+    from core.demo import MAX_STUDENTS, MIN_STUDENTS
+
+    value = positive_int(text)
+    if value < MIN_STUDENTS:
+        raise argparse.ArgumentTypeError(
+            f"minst {MIN_STUDENTS} (to klasser på 15 på hvert trinn ved de tre navngitte "
+            f"skolene), ikke {text!r}"
+        )
+    if value > MAX_STUDENTS:
+        raise argparse.ArgumentTypeError(f"høyst {MAX_STUDENTS}, ikke {text!r}")
+    return value
+
+
 def database_problem(error: Exception) -> str | None:
     """What an administrator should hear when the database failed: what to do, never
     the SQL statement or its parameters (SQLAlchemy puts both in its message)."""
@@ -53,12 +68,28 @@ def _settings() -> Settings:
     return Settings.from_env()
 
 
+async def _migration_problem(database_url: str) -> str | None:
+    from core.db import create_engine
+    from core.migrate import migration_problem
+
+    engine = create_engine(database_url)
+    try:
+        return await migration_problem(engine)
+    finally:
+        await engine.dispose()
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from core.app import create_app
 
     settings = _settings()
+    # A server on an unmigrated or outdated database would answer every request with
+    # an error; it refuses to start instead, saying what to do.
+    problem = asyncio.run(_migration_problem(settings.database_url))
+    if problem is not None:
+        raise CliError(problem)
     uvicorn.run(
         create_app(settings),
         host=args.host or settings.host,
@@ -69,10 +100,30 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
-    from core.migrate import upgrade_sync
+    from alembic.util import CommandError
 
-    upgrade_sync(_settings().database_url, args.revision)
-    print(f"Databasen er migrert til {args.revision}.")
+    from core.db import create_engine
+    from core.migrate import current_revision, upgrade
+
+    async def main() -> str | None:
+        engine = create_engine(_settings().database_url)
+        try:
+            await upgrade(engine, args.revision)
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        reached = asyncio.run(main())
+    except CommandError as error:
+        raise CliError(f"ukjent revisjon {args.revision!r}: {error}") from None
+    if args.revision != "head" and reached != args.revision:
+        # alembic's upgrade to an older revision does nothing: say so, not "migrated".
+        raise CliError(
+            f"databasen er på revisjon {reached}, nyere enn {args.revision}: "
+            "`tavle migrate` går bare fremover."
+        )
+    print(f"Databasen er migrert til {args.revision} ({reached}).")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -237,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="load the demo municipality")
     demo.add_argument(
-        "--students", type=positive_int, help="build a larger municipality of N students"
+        "--students", type=student_count, help="build a larger municipality of N students"
     )
     demo.add_argument("--seed", type=int, default=2026)
     demo.add_argument("--if-empty", action="store_true", help="do nothing if data exists")

@@ -56,6 +56,7 @@ from core.models import (
 
 __all__ = [
     "DEFAULT_STUDENTS",
+    "MAX_STUDENTS",
     "MIN_STUDENTS",
     "DemoDataError",
     "DemoSummary",
@@ -78,6 +79,9 @@ ACTIVATION_WINDOW_SECONDS = 360 * 24 * 3600
 DEFAULT_STUDENTS = 1560
 # Two classes of 15 per grade is the smallest legal layout of the three named schools.
 MIN_STUDENTS = 20 * 2 * 15
+# Ten times the benchmark's size. Far beyond it the generator runs out of distinct
+# synthetic national id numbers (about 200 per birth date and sex).
+MAX_STUDENTS = 500_000
 CLASS_MIN, CLASS_MAX = 15, 28
 # A grade ("slot") holds two or three classes: 32..84 students leaves room for jitter.
 SLOT_MIN, SLOT_MAX = 32, 84
@@ -257,11 +261,8 @@ def _extra_school(index: int) -> _SchoolSpec:
 def _plan(students: int | None, rng: random.Random) -> list[tuple[_SchoolSpec, dict]]:
     """Schools and, per school, grade -> class sizes, adding up to exactly `students`."""
     total = DEFAULT_STUDENTS if students is None else students
-    if total < MIN_STUDENTS:
-        raise ValueError(
-            f"students={total} is too small: the three named schools need at least "
-            f"{MIN_STUDENTS} (two classes of {CLASS_MIN} in every grade)"
-        )
+    if not MIN_STUDENTS <= total <= MAX_STUDENTS:  # load_demo checks first; a guard
+        raise ValueError(f"students={total} is outside {MIN_STUDENTS}..{MAX_STUDENTS}")
     specs = list(NAMED_SCHOOLS)
 
     def slot_count() -> int:
@@ -1063,11 +1064,11 @@ async def load_demo(
 
     `students=None` gives the standard demo (the three named schools, about 1 560
     students); `students=N` gives exactly N students, adding schools as needed.
-    Raises DemoDataError if a municipality already exists and ValueError if N is below
-    MIN_STUDENTS.
+    Raises DemoDataError if a municipality already exists and ValueError if N is outside
+    MIN_STUDENTS..MAX_STUDENTS.
     """
-    if students is not None and students < MIN_STUDENTS:
-        raise ValueError(f"students must be at least {MIN_STUDENTS}, got {students}")
+    if students is not None and not MIN_STUDENTS <= students <= MAX_STUDENTS:
+        raise ValueError(f"students must be {MIN_STUDENTS}..{MAX_STUDENTS}, got {students}")
     reporter = _Progress(progress)
     with reporter.running():
         async with sessions() as session, session.begin():

@@ -24,7 +24,7 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]
     "argv",
     [
         ["token", "kommuneadmin"],
-        ["demo", "--students", "5"],
+        ["demo", "--students", "600"],
         ["archive", "status"],
         ["policy", "explain", "kommuneadmin", "read", "Student:1"],
     ],
@@ -55,6 +55,8 @@ def test_unreachable_database_says_so(monkeypatch: pytest.MonkeyPatch, capsys):
         (["serve", "--port", "x"], "positivt heltall"),
         (["demo", "--students", "-5"], "positivt heltall"),
         (["demo", "--students", "abc"], "positivt heltall"),
+        (["demo", "--students", "599"], "minst 600"),
+        (["demo", "--students", "5000000000"], "høyst 500000"),
     ],
 )
 def test_bad_arguments_are_usage_errors(argv: list[str], message: str, capsys):
@@ -80,3 +82,27 @@ def test_bad_setting_names_the_variable(
     monkeypatch.setenv(name, value)
     code, err = _run(["token", "kommuneadmin"], capsys)
     assert code == 1 and name in err
+
+
+def test_serve_refuses_an_unmigrated_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    monkeypatch.setenv("TAVLE_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'tom.db'}")
+    code, err = _run(["serve", "--port", "1"], capsys)
+    assert code == 1 and "tavle migrate" in err
+
+
+def test_migrate_says_what_it_reached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys):
+    """`tavle migrate` goes forward only: asked for an older revision it says so, instead
+    of claiming to have migrated (alembic's upgrade to it does nothing)."""
+    from core.migrate import head_revision
+
+    monkeypatch.setenv("TAVLE_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'tavle.db'}")
+    main(["migrate", "0002"])
+    assert "0002" in capsys.readouterr().out
+    main(["migrate"])
+    assert head_revision() in capsys.readouterr().out
+    code, err = _run(["migrate", "0001"], capsys)
+    assert code == 1 and "går bare fremover" in err
+    code, err = _run(["migrate", "9999"], capsys)
+    assert code == 1 and "ukjent revisjon" in err

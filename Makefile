@@ -7,7 +7,14 @@ TAVLE_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
 .PHONY: install run test test-postgres lint schema bench clean
 
+# Python 3.11 or newer. A .venv made by an older interpreter, or left without pip by a
+# failed start, is made anew rather than failing the same way on every run.
 $(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	  echo "Tavle trenger Python 3.11 eller nyere; $(PYTHON) er $$($(PYTHON) --version 2>&1)." \
+	       "Oppgi en annen med PYTHON=/sti/til/python3.11."; exit 1; }
+	@if [ -d $(VENV) ] && ! $(BIN)/python -c 'import sys, pip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then \
+	  echo "$(VENV) er laget med en annen Python eller mangler pip: lager den på nytt."; rm -rf $(VENV); fi
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

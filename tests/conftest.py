@@ -24,7 +24,13 @@ from core.migrate import upgrade
 
 def _postgres_url() -> str | None:
     url = os.environ.get("TAVLE_TEST_DATABASE_URL")
-    return normalise_database_url(url) if url else None
+    if url is None:
+        return None
+    if not url.strip():
+        # Set but empty (a CI secret that is missing): the PostgreSQL run must fail, not
+        # pass quietly on SQLite.
+        pytest.exit("TAVLE_TEST_DATABASE_URL is set but empty", returncode=1)
+    return normalise_database_url(url)
 
 
 async def _reset_postgres(url: str) -> None:

@@ -7,10 +7,11 @@ from operator import itemgetter
 from typing import Any
 
 import strawberry
-from sqlalchemy import ColumnElement, Select, exists, func, select
+from sqlalchemy import ColumnElement, Select, exists, select
 
 from core.access import scopes
 from core.access.memo import ConditionMemo
+from core.db import unicode_lower
 from core.models import (
     AuditEvent as AuditEventModel,
 )
@@ -171,7 +172,7 @@ def _search(search: str | None) -> ColumnElement[bool] | None:
         raise bad_input(f"Søketeksten kan være høyst {MAX_SEARCH_LENGTH} tegn.", field="search")
     escaped = term.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     pattern = f"%{escaped}%"
-    full_name = func.lower(Person.given_name + " " + Person.family_name)
+    full_name = unicode_lower(Person.given_name + " " + Person.family_name)
     return full_name.like(pattern, escape="\\")
 
 

@@ -291,11 +291,25 @@ async def test_database_backend_is_the_one_configured(sessions, database_url):
 
 
 GUARDIANS = """
-query($after: String) {
-  guardians(first: 200, after: $after) {
+query($after: String, $filter: PersonFilter) {
+  guardians(first: 200, after: $after, filter: $filter) {
     totalCount pageInfo { hasNextPage endCursor } edges { node { id } }
   }
 }"""
+
+
+async def listed_guardians(gql, username: str, filter: dict[str, Any] | None = None) -> set[int]:
+    """Every guardian of the listing, page by page; each page reports the same total."""
+    seen: set[int] = set()
+    after = None
+    while True:
+        variables = {"after": after, "filter": filter}
+        page = (await gql.data(username, GUARDIANS, variables))["guardians"]
+        seen |= {ids.decode(e["node"]["id"])[1] for e in page["edges"]}
+        if not page["pageInfo"]["hasNextPage"]:
+            assert page["totalCount"] == len(seen)
+            return seen
+        after = page["pageInfo"]["endCursor"]
 
 
 async def responsible_guardians_of(sessions, students: set[int]) -> set[int]:
@@ -310,6 +324,7 @@ async def responsible_guardians_of(sessions, students: set[int]) -> set[int]:
 
 
 STAFF = [
+    "kommuneadmin",
     "skoleadmin.nordby",
     "rektor.sorby",
     "raadgiver.sorby",
@@ -327,16 +342,7 @@ async def test_staff_see_the_responsible_guardians_of_their_students_only(gql, s
     either (they did, with contact details and address; found by review)."""
     students, _ = await expected_scope(sessions, username)
     want = await responsible_guardians_of(sessions, students)
-    seen: set[int] = set()
-    after = None
-    while True:
-        page = (await gql.data(username, GUARDIANS, {"after": after}))["guardians"]
-        seen |= {ids.decode(e["node"]["id"])[1] for e in page["edges"]}
-        if not page["pageInfo"]["hasNextPage"]:
-            assert page["totalCount"] == len(seen)
-            break
-        after = page["pageInfo"]["endCursor"]
-    assert seen == want
+    assert await listed_guardians(gql, username) == want
     async with sessions() as s:
         without = (
             set(
@@ -358,6 +364,27 @@ async def test_staff_see_the_responsible_guardians_of_their_students_only(gql, s
         ):
             result = await gql.query(username, query, {"id": ids.encode("Guardian", pk)})
             assert not any(result["data"].values()), (username, pk, result)
+
+
+@pytest.mark.parametrize("username", [*STAFF, "foresatt.hansen"])
+async def test_guardian_school_filter_tells_nothing_out_of_scope(gql, sessions, username):
+    """guardians(filter: {schoolId}) gives the responsible guardians of the caller's own
+    students at that school: it told a Nordby teacher that Kari Hansen has a child at
+    Sørby (Noah, whom the teacher may not see; found by review)."""
+    students, _ = await expected_scope(sessions, username)
+    async with sessions() as s:
+        schools = (await s.execute(select(School.id, School.name))).all()
+    for school_pk, school_name in schools:
+        if school_name not in ("Nordby skole", "Sørby ungdomsskole", "Vestby skole"):
+            continue
+        want = await responsible_guardians_of(
+            sessions, students & await enrolled(sessions, school_name)
+        )
+        if username == "foresatt.hansen":
+            # A guardian sees no guardian but themself.
+            want &= {await person_id(sessions, username)}
+        seen = await listed_guardians(gql, username, {"schoolId": ids.encode("School", school_pk)})
+        assert seen == want, (username, school_name, sorted(seen - want), sorted(want - seen))
 
 
 async def test_demo_has_parents_without_parental_responsibility(sessions):

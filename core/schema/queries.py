@@ -254,7 +254,7 @@ async def _one_person(info: Info, kind: str, pk: int) -> PersonRow:
     """A guardian or employee by id, in scope, or FORBIDDEN / NOT_FOUND."""
     loaders = info.context.loaders
     relation = (
-        Person.id.in_(select(Guardianship.guardian_id))
+        Person.id.in_(_RESPONSIBLE_GUARDIANS)
         if kind == "guardian"
         else Person.id.in_(select(Employment.person_id))
     )
@@ -273,6 +273,13 @@ async def _one_person(info: Info, kind: str, pk: int) -> PersonRow:
     raise forbidden() if found else not_found("Foresatte" if kind == "guardian" else "Ansatte")
 
 
+# A guardian is a person with parental responsibility for a child (DOMAIN.md); a
+# step-parent without it is in the register but is no one's guardian here.
+_RESPONSIBLE_GUARDIANS = select(Guardianship.guardian_id).where(
+    Guardianship.parental_responsibility.is_(True)
+)
+
+
 async def _person_connection(
     info: Info, kind: str, first: int | None, after: str | None, filter: PersonFilter | None
 ):  # type: ignore[no-untyped-def]
@@ -283,7 +290,7 @@ async def _person_connection(
         ctx.loaders.person_condition(kind, kind, Person.id, listing=True)
     )
     if kind == "guardian":
-        statement = statement.where(Person.id.in_(select(Guardianship.guardian_id)))
+        statement = statement.where(Person.id.in_(_RESPONSIBLE_GUARDIANS))
     else:
         statement = statement.where(Person.id.in_(select(Employment.person_id)))
     if filter is not None:
@@ -297,6 +304,12 @@ async def _person_connection(
                         .where(
                             Enrolment.school_id == school_pk,
                             Enrolment.school_year_id == ctx.principal.current_school_year_id,
+                            Guardianship.parental_responsibility.is_(True),
+                            # Only a child the caller may see: else the filter told who
+                            # has a child at a school outside the caller's scope.
+                            ctx.loaders.student_condition(
+                                Enrolment.school_id, Guardianship.student_id
+                            ),
                         )
                     )
                 )

@@ -341,8 +341,12 @@ async def test_nurse_reads_and_downloads_guardian_messages_and_every_read_is_aud
     assert read["message"]["body"] == "Emma har fått ny medisin."
     response = await download("helsesykepleier.nordby")
     assert response.status_code == 200 and response.content == PDF
+    # Subject, body and the attachments' names (as `MESSAGE` asks for them), then the
+    # download.
     assert await events() == [
+        (nurse, "read_field", {"field": "subject"}),
         (nurse, "read_field", {"field": "body"}),
+        (nurse, "read_field", {"field": "attachments"}),
         (
             nurse,
             "read_attachment",
@@ -352,7 +356,7 @@ async def test_nurse_reads_and_downloads_guardian_messages_and_every_read_is_aud
     # The nurse of another school, and a teacher it was not sent to, fetch nothing.
     for outsider in ("helsesykepleier.sorby", "laerer.nordby.6b"):
         assert (await download(outsider)).status_code == 404
-    assert len(await events()) == 2
+    assert len(await events()) == 4
 
 
 async def test_recipients_are_kept_when_groups_change(gql, sessions):
@@ -398,6 +402,21 @@ async def test_read_receipt_reply_and_question(gql, sessions):
     assert mine["readReceiptCounts"] is None and mine["recipients"] is None
     marked = (await gql.data("foresatt.hansen", MARK, {"id": gid}))["markMessageRead"]
     assert marked["readAt"] is not None
+    again = (await gql.data("foresatt.hansen", MARK, {"id": gid}))["markMessageRead"]
+    assert again["readAt"] == marked["readAt"]  # the first read is the one that counts
+    async with sessions() as session:
+        marks = await session.execute(
+            select(AuditEvent.actor_id, AuditEvent.detail)
+            .where(
+                AuditEvent.action == "mark_message_read",
+                AuditEvent.resource_id == str(decode_pk(gid, "Message")),
+            )
+            .order_by(AuditEvent.id)
+        )
+        assert [tuple(m) for m in marks] == [
+            (kari, {"first_read": True}),
+            (kari, {"first_read": False}),
+        ]
 
     view = (await gql.data("laerer.nordby.5a", MESSAGE, {"id": gid}))["message"]
     assert view["readReceiptCounts"]["read"] == 1

@@ -436,6 +436,15 @@ async def mark_read(state: Any, principal: Principal, message_id: int) -> Messag
         )
         if result.rowcount == 0 and await _my_recipient_row(session, principal, message_id) is None:
             raise BadInput("Du er ikke mottaker av denne meldingen.", field="id")
+        # Also the read receipt the sender sees: a change like any other mutation's.
+        await audit.record(
+            session,
+            actor_id=principal.person_id,
+            action="mark_message_read",
+            resource_type="message",
+            resource_id=message_id,
+            detail={"first_read": result.rowcount > 0},
+        )
     return message
 
 

@@ -294,8 +294,15 @@ class Message(Node):
     def _mine(self, info: Info) -> bool:
         return self._row.sender_id == info.context.principal.person_id
 
-    @strawberry.field
-    def subject(self) -> str:
+    def _audit_health_read(self, info: Info, field: str) -> None:
+        """Note the school nurse's read of a guardian's message (see `body`): its subject
+        and its attachments' names say as much as its text."""
+        if service.is_health_read(info.context.principal, self._row):
+            info.context.audit_read("message", self._row.id, field)
+
+    @strawberry.field(description="The subject. Audited like `body`.")
+    def subject(self, info: Info) -> str:
+        self._audit_health_read(info, "subject")
         return self._row.subject
 
     @strawberry.field(
@@ -303,8 +310,7 @@ class Message(Node):
         "health-related: every such read is audited."
     )
     def body(self, info: Info) -> str:
-        if service.is_health_read(info.context.principal, self._row):
-            info.context.audit_read("message", self._row.id, "body")
+        self._audit_health_read(info, "body")
         return self._row.body
 
     @strawberry.field
@@ -380,9 +386,11 @@ class Message(Node):
         name = await message_loaders(info).people.load(self._row.about_student_id)
         return _person(self._row.about_student_id, name)
 
-    @strawberry.field
+    @strawberry.field(description="Attachments; their names are audited like `body`.")
     async def attachments(self, info: Info) -> list[MessageAttachmentType]:
         rows = await message_loaders(info).attachments.load(self._row.id)
+        if rows:
+            self._audit_health_read(info, "attachments")
         return [
             MessageAttachmentType(
                 id=strawberry.ID(ids.encode("MessageAttachment", a.id)),

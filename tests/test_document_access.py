@@ -245,6 +245,21 @@ async def test_guardian_reads_the_restricted_warning_sent_to_them(
     before = await _pdf_reads(sessions, gid)
     assert await _pdf_status(client, gql, document["pdfUrl"], GUARDIAN) == 200
     assert await _pdf_reads(sessions, gid) == before + 1
+    # Its content through GraphQL is audited the same way (found by review: it was not).
+    content_reads = [AuditEvent.action == "read_field", AuditEvent.resource_type == "document"]
+    content_reads.append(AuditEvent.resource_id == str(decode_pk(gid, "Document")))
+    before = await _count(sessions, AuditEvent, *content_reads)
+    query = "query($id: ID!) { document(id: $id) { fields } }"
+    assert (await gql.data(GUARDIAN, query, {"id": gid}))["document"]["fields"]
+    assert (await gql.data(TEACHER, query, {"id": gid}))["document"]["fields"]
+    assert await _count(sessions, AuditEvent, *content_reads) == before + 2
+    # She sees her own deliveries, not Lars's (its channel tells his contact details;
+    # found by review); the school sees both.
+    assert len(recipients) == 2
+    deliveries = "query($id: ID!) { document(id: $id) { deliveries { recipient { id } } } }"
+    for username, expected in ((GUARDIAN, {kari}), (TEACHER, recipients)):
+        seen = (await gql.data(username, deliveries, {"id": gid}))["document"]["deliveries"]
+        assert {int(decode_pk(d["recipient"]["id"], "Person")) for d in seen} == expected
     # Whoever it was not sent to, and who has no access to Emma's restricted documents,
     # still cannot.
     for username in (OTHER_GUARDIAN, STUDENT):

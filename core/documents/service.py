@@ -259,7 +259,8 @@ async def _require(
         raise Forbidden(NOT_YOURS)
 
 
-def _staff_grants(principal: Principal, resource: str, action: str) -> tuple[ScopedGrant, ...]:
+def staff_grants(principal: Principal, resource: str, action: str) -> tuple[ScopedGrant, ...]:
+    """Where the caller may do `action` on `resource` as school staff."""
     return _staff(principal.scopes(resource, action))
 
 
@@ -540,7 +541,7 @@ def _finalize_grants(principal: Principal, doctype: Any) -> tuple[tuple[ScopedGr
     student; an application's author (the guardian) with application:submit alone."""
     if is_application(doctype):
         return (author_grants(principal, doctype),)
-    return (author_grants(principal, doctype), _staff_grants(principal, "document", "finalize"))
+    return (author_grants(principal, doctype), staff_grants(principal, "document", "finalize"))
 
 
 def _facts(row: Sequence[Any]) -> _LetterFacts:
@@ -733,7 +734,7 @@ async def _recipients(session: AsyncSession, doctype: Any, student_id: int) -> l
 
 def _send_grants(principal: Principal, doctype: Any) -> tuple[tuple[ScopedGrant, ...], ...]:
     """Sending needs document:send as staff and the doctype's own permission."""
-    return (_staff_grants(principal, "document", "send"), author_grants(principal, doctype))
+    return (staff_grants(principal, "document", "send"), author_grants(principal, doctype))
 
 
 async def _load_for_send(
@@ -832,7 +833,7 @@ async def delete_document(
     async with transaction(state.sessions) as session:
         document = await _load_for_change(session, state, principal, document_id)
         await _require(
-            session, principal, document.student_id, _staff_grants(principal, "document", "delete")
+            session, principal, document.student_id, staff_grants(principal, "document", "delete")
         )
         now = utcnow()
         document.deleted_at = now

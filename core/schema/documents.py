@@ -10,10 +10,11 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import strawberry
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from strawberry.dataloader import DataLoader
 from strawberry.scalars import JSON
 
+from core.access import scopes
 from core.documents import service
 from core.models import Delivery as DeliveryModel
 from core.models import Document as DocumentModel
@@ -144,13 +145,29 @@ class DocumentLoaders:
         rows = await self.ctx.db.execute(
             select(DeliveryModel, Person)
             .join(Person, Person.id == DeliveryModel.recipient_id)
-            .where(DeliveryModel.document_id.in_(keys))
+            .join(DocumentModel, DocumentModel.id == DeliveryModel.document_id)
+            .where(DeliveryModel.document_id.in_(keys), self._deliveries_seen())
             .order_by(DeliveryModel.id)
         )
         grouped: dict[int, list[Any]] = defaultdict(list)
         for delivery, person in rows:
             grouped[delivery.document_id].append((delivery, person))
         return [grouped.get(k, []) for k in keys]
+
+    def _deliveries_seen(self) -> Any:
+        """Whose deliveries the caller sees: every one of a document about a student in
+        their scope as staff, or of one they wrote; else (a guardian, a student) only
+        their own. The other guardian's delivery would tell its channel, that they have
+        an e-mail address or a mobile number, and why it failed."""
+        principal = self.ctx.principal
+        seen = [
+            DeliveryModel.recipient_id == principal.person_id,
+            DocumentModel.created_by_id == principal.person_id,
+        ]
+        staff = service.staff_grants(principal, "document", "read")
+        if staff:
+            seen.append(scopes.students(principal, staff, DocumentModel.student_id))
+        return or_(*seen)
 
     async def _of_student(self, keys: Sequence[int]) -> list[list[Any]]:
         rows = (
@@ -198,8 +215,13 @@ class Document(Node):
     def status(self) -> DocumentStatus:
         return DocumentStatus(DocumentStatusModel(self._row.status).value)
 
-    @strawberry.field(description="The field values (JSON object).")
-    def fields(self) -> JSON:
+    @strawberry.field(
+        description="The field values (JSON object). A restricted document's values are "
+        "its exempt content: every read of them is audited, as a download of its PDF is."
+    )
+    def fields(self, info: Info) -> JSON:
+        if self._row.restricted:
+            info.context.audit_read("document", self._row.id, "fields")
         return self._row.fields
 
     @strawberry.field

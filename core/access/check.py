@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from sqlalchemy import select, union_all
 from sqlalchemy.exc import SQLAlchemyError
 
+from core.access.adapter import PERSON_PREFIX, person_enforcer
 from core.access.policy import Policy, PolicyError
 from core.access.vocabulary import GUARDIAN_ROLE, SPECIAL_PERMISSIONS
 from core.config import Settings
 from core.db import create_engine, create_sessionmaker
-from core.models import RoleAssignment, SpecialPermissionAssignment
 
 
 def check_policy(settings: Settings, *, with_database: bool = True) -> list[str]:
@@ -36,17 +35,12 @@ def check_policy(settings: Settings, *, with_database: bool = True) -> list[str]
 
 
 async def _check_assignments(settings: Settings, policy: Policy) -> list[str]:
+    """Roles held in the database (as Casbin's adapter reads them) that the policy does
+    not define: such a grant would give nothing, silently."""
     engine = create_engine(settings.database_url)
     try:
         async with create_sessionmaker(engine)() as session:
-            rows = (
-                await session.execute(
-                    union_all(
-                        select(RoleAssignment.role).distinct(),
-                        select(SpecialPermissionAssignment.permission).distinct(),
-                    )
-                )
-            ).all()
+            enforcer = await person_enforcer(session, policy, None)
     except SQLAlchemyError as error:
         # The files are what this command checks; an unmigrated or absent database only
         # means there are no assignments to hold against them yet.
@@ -57,8 +51,12 @@ async def _check_assignments(settings: Settings, policy: Policy) -> list[str]:
         return []
     finally:
         await engine.dispose()
+    held = {
+        role
+        for holder, role, _domain in enforcer.get_named_grouping_policy("g")
+        if holder.startswith(PERSON_PREFIX)
+    }
     return [
         f"database: role assignments name role {role!r}, which {policy.policy_path} does not define"
-        for role in sorted({r[0] for r in rows})
-        if role not in policy.roles
+        for role in sorted(held - policy.roles)
     ]

@@ -4,12 +4,21 @@ record, or why none does."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from sqlalchemy import exists, select
 
 from core.access import scopes
+from core.access.adapter import (
+    held_domains,
+    person_enforcer,
+    person_may,
+    roles_at,
+    school_of,
+    subject,
+)
 from core.access.grants import Principal, ScopedGrant, load_principal
-from core.access.policy import Policy
+from core.access.policy import Policy, PolicyLine
 from core.config import Settings
 from core.db import create_engine, create_sessionmaker
 from core.models import Employment, Enrolment, Group, Guardianship, Person, School
@@ -52,7 +61,11 @@ def _condition(principal: Principal, resource: str, grant: ScopedGrant, pk: int)
         case "guardian":
             return exists().where(
                 Person.id == pk,
-                Person.id.in_(select(Guardianship.guardian_id)),
+                Person.id.in_(
+                    select(Guardianship.guardian_id).where(
+                        Guardianship.parental_responsibility.is_(True)
+                    )
+                ),
                 scopes.guardians(principal, [grant], Person.id),
             )
         case "employee":
@@ -65,6 +78,39 @@ def _condition(principal: Principal, resource: str, grant: ScopedGrant, pk: int)
             return exists().where(Group.id == pk, scopes.groups(principal, [grant]))
         case _:
             return exists().where(School.id == pk, scopes.schools(principal, [grant], School.id))
+
+
+async def _matching_lines(
+    enforcer: Any, policy: Policy, person_id: int, resource: str, action: str
+) -> list[tuple[str, str, PolicyLine]]:
+    """(domain, held role, p line) for every way Casbin lets the person do `action` on
+    `resource`: at each domain they hold roles at where the m2 matcher allows it, the p
+    lines of the roles (inherited ones included) held there."""
+    found = []
+    for domain_name in held_domains(enforcer, person_id):
+        if not person_may(enforcer, person_id, domain_name, resource, action):
+            continue
+        for role in await roles_at(enforcer, person_id, domain_name):
+            for line in policy.lines:
+                if line.kind == "p" and line.values[:3] == (role, resource, action):
+                    found.append((domain_name, role, line))
+    return found
+
+
+async def _exists(session: Any, resource: str, pk: int) -> bool:
+    """Whether the record is there at all: a denial then names the real reason."""
+    match resource:
+        case "student":
+            found = exists().where(Enrolment.student_id == pk)
+        case "guardian":
+            found = exists().where(Guardianship.guardian_id == pk)
+        case "employee":
+            found = exists().where(Employment.person_id == pk)
+        case "group":
+            found = exists().where(Group.id == pk)
+        case _:
+            found = exists().where(School.id == pk)
+    return bool((await session.execute(select(found))).scalar())
 
 
 async def _explain(settings: Settings, username: str, action: str, resource_id: str):  # type: ignore[no-untyped-def]
@@ -84,30 +130,35 @@ async def _explain(settings: Settings, username: str, action: str, resource_id: 
             if person is None:
                 raise ExplainError(f"ingen bruker heter {username!r}")
             principal = await load_principal(session, person.id, policy)
-            lines = [f"{username} (person:{person.id}) har:"]
-            lines += [f"  {g.as_casbin_line(person.id)}" for g in principal.grants] or [
-                "  ingen roller"
-            ]
-            matching = principal.explain(resource, action)
+            # Casbin decides, over the role assignments its adapter reads from the
+            # database; the scope of each matching line is then tried on the record.
+            enforcer = await person_enforcer(session, policy, person.id)
+            held = enforcer.get_filtered_named_grouping_policy("g", 0, subject(person.id))
+            lines = [f"{username} ({subject(person.id)}) har:"]
+            lines += [f"  g, {', '.join(line)}" for line in sorted(held)] or ["  ingen roller"]
+            matching = await _matching_lines(enforcer, policy, person.id, resource, action)
             if not matching:
                 lines.append(
                     f"NEKTET: ingen av rollene gir {action!r} på {resource!r} "
                     f"i {policy.policy_path}"
                 )
                 return False, lines
-            for grant, line in matching:
-                scoped = ScopedGrant(line.values[3], grant.school_id, grant.role)
+            for domain_name, role, line in matching:
+                scoped = ScopedGrant(line.values[3], school_of(domain_name), role)
                 inside = (
                     await session.execute(select(_condition(principal, resource, scoped, pk)))
                 ).scalar()
                 if inside:
                     lines.append(
                         f"TILLATT av {line.file.name}:{line.line}: {line}  "
-                        f"(via {grant.as_casbin_line(person.id)})"
+                        f"(via g, {subject(person.id)}, {role}, {domain_name})"
                     )
                     return True, lines
+            if not await _exists(session, resource, pk):
+                lines.append(f"NEKTET: {type_name}:{pk} finnes ikke")
+                return False, lines
             tried = ", ".join(
-                f"{line.file.name}:{line.line} ({line.values[3]})" for _, line in matching
+                f"{line.file.name}:{line.line} ({line.values[3]})" for _, _, line in matching
             )
             lines.append(
                 f"NEKTET: {type_name}:{pk} er utenfor omfanget til reglene som gir {action!r} "

@@ -2,7 +2,9 @@
 
 A person's grants are their role assignments, their special permissions (each a policy
 subject of its own) and, implicitly, the guardian role when the population register gives
-them parental responsibility for a child. They are read once per request.
+them parental responsibility for a child. They are read once per request, in the
+statement that checks the bearer token: the same rows Casbin's adapter reads
+(core/access/adapter.py), and tests/test_policy.py proves both give the same answers.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from functools import cache
 from sqlalchemy import ColumnElement, bindparam, exists, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from core.access.policy import Policy, PolicyLine
+from core.access.policy import Policy
 from core.access.vocabulary import GUARDIAN_ROLE
 from core.auth.sessions import live_token_person, token_params
 from core.models import (
@@ -31,13 +33,6 @@ class Grant:
 
     role: str
     school_id: int | None
-
-    @property
-    def domain(self) -> str:
-        return "municipality" if self.school_id is None else f"school:{self.school_id}"
-
-    def as_casbin_line(self, person_id: int) -> str:
-        return f"g, person:{person_id}, {self.role}, {self.domain}"
 
 
 @dataclass(frozen=True)
@@ -74,14 +69,6 @@ class Principal:
 
     def can(self, resource: str, action: str) -> bool:
         return bool(self.scopes(resource, action))
-
-    def explain(self, resource: str, action: str) -> list[tuple[Grant, PolicyLine]]:
-        """The grants and policy lines that allow `action` on `resource`."""
-        return [
-            (grant, line)
-            for grant in self.grants
-            for line in self.policy.matching_lines(grant.role, resource, action)
-        ]
 
     @property
     def roles(self) -> list[str]:

@@ -29,8 +29,13 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
-    async with engine.begin() as connection:
+    async with engine.connect() as connection:
         await connection.run_sync(_upgrade)
+        await connection.commit()
+        if connection.dialect.name == "sqlite":
+            # migrations/env.py turned them off for SQLite's table copies; back on, now
+            # that no transaction is open, before the connection serves anyone else.
+            await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 def upgrade_sync(database_url: str, revision: str = "head") -> None:

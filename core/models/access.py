@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.models.base import Base, UtcDateTime, utcnow
@@ -33,6 +33,16 @@ Index(
     RoleAssignment.school_id,
     unique=True,
 )
+# A unique index treats NULLs as distinct, so the one above lets a municipality-wide role
+# (school_id null) be held twice; this one does not.
+Index(
+    "uq_role_assignment_municipality",
+    RoleAssignment.person_id,
+    RoleAssignment.role,
+    unique=True,
+    sqlite_where=text("school_id IS NULL"),
+    postgresql_where=text("school_id IS NULL"),
+)
 
 
 class SpecialPermissionAssignment(Base):
@@ -52,4 +62,12 @@ Index(
     SpecialPermissionAssignment.permission,
     SpecialPermissionAssignment.school_id,
     unique=True,
+)
+Index(
+    "uq_special_permission_assignment_municipality",
+    SpecialPermissionAssignment.person_id,
+    SpecialPermissionAssignment.permission,
+    unique=True,
+    sqlite_where=text("school_id IS NULL"),
+    postgresql_where=text("school_id IS NULL"),
 )

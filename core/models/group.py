@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from sqlalchemy import Boolean, Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy import Boolean, CheckConstraint, Enum, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.models.base import Base
@@ -18,7 +18,10 @@ class GroupKind(enum.StrEnum):
 
 class Group(Base):
     __tablename__ = "student_group"
-    __table_args__ = (UniqueConstraint("school_id", "school_year_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("school_id", "school_year_id", "name"),
+        CheckConstraint("grade IS NULL OR grade BETWEEN 1 AND 10", name="grade"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     school_id: Mapped[int] = mapped_column(ForeignKey("school.id"), index=True)

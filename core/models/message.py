@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -59,7 +60,10 @@ class Message(Base):
     # does not write a second message.
     delivery_id: Mapped[int | None] = mapped_column(ForeignKey("delivery.id"), unique=True)
     kind: Mapped[MessageKind] = mapped_column(
-        _enum(MessageKind, "message_kind"), default=MessageKind.MESSAGE
+        _enum(MessageKind, "message_kind"),
+        default=MessageKind.MESSAGE,
+        # As migration 0004 added the column to existing rows.
+        server_default=MessageKind.MESSAGE.value,
     )
     # The sender's role when writing: the school nurse reads what guardians wrote.
     sender_role: Mapped[RecipientRole | None] = mapped_column(
@@ -70,10 +74,10 @@ class Message(Base):
         ForeignKey("message.id", ondelete="CASCADE"), index=True
     )
     reply_to_id: Mapped[int | None] = mapped_column(ForeignKey("message.id"))
-    read_receipt: Mapped[bool] = mapped_column(Boolean, default=False)
+    read_receipt: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # A message about one student may not carry sensitive content (SvarUt is the way).
     about_student_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
-    sensitive: Mapped[bool] = mapped_column(Boolean, default=False)
+    sensitive: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 Index("ix_message_school_sent", Message.school_id, Message.sent_at)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, text
+from sqlalchemy import Boolean, CheckConstraint, Date, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.models.base import Base
@@ -20,6 +20,9 @@ class Municipality(Base):
 
 class School(Base):
     __tablename__ = "school"
+    __table_args__ = (
+        CheckConstraint("first_grade BETWEEN 1 AND last_grade AND last_grade <= 10", name="grades"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     municipality_id: Mapped[int] = mapped_column(ForeignKey("municipality.id"), index=True)

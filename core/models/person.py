@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Boolean, Date, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.models.base import Base, UtcDateTime, utcnow
@@ -44,7 +53,10 @@ class Enrolment(Base):
     """A student at a school in one school year, in one grade."""
 
     __tablename__ = "enrolment"
-    __table_args__ = (UniqueConstraint("student_id", "school_year_id"),)
+    __table_args__ = (
+        UniqueConstraint("student_id", "school_year_id"),
+        CheckConstraint("grade BETWEEN 1 AND 10", name="grade"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     student_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"))
@@ -74,7 +86,17 @@ class Employment(Base):
     """An employee's affiliation with a school (or the municipality when school is null)."""
 
     __tablename__ = "employment"
-    __table_args__ = (UniqueConstraint("person_id", "school_id"),)
+    __table_args__ = (
+        UniqueConstraint("person_id", "school_id"),
+        # The constraint above lets a municipality employment (school_id null) repeat.
+        Index(
+            "uq_employment_municipality",
+            "person_id",
+            unique=True,
+            sqlite_where=text("school_id IS NULL"),
+            postgresql_where=text("school_id IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"))

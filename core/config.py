@@ -108,13 +108,23 @@ class Settings:
                     ),
                 )
             )
+        mode = env.get("TAVLE_ENV", "development")
+        if mode not in ("development", "production"):
+            # A typo ("prod") would quietly serve with introspection and GraphiQL on.
+            raise SettingsError(f"TAVLE_ENV er 'development' eller 'production', ikke {mode!r}")
+        demo = _flag(env.get("TAVLE_DEMO"))
+        if demo and mode == "production":
+            raise SettingsError(
+                "TAVLE_DEMO=1 gir innlogging uten passord og kan ikke brukes med "
+                "TAVLE_ENV=production"
+            )
         return cls(
             database_url=normalise_database_url(
                 env.get("TAVLE_DATABASE_URL", DEFAULT_DATABASE_URL)
             ),
-            env=env.get("TAVLE_ENV", "development"),
+            env=mode,
             debug=_flag(env.get("TAVLE_DEBUG")),
-            demo=_flag(env.get("TAVLE_DEMO")),
+            demo=demo,
             host=env.get("TAVLE_HOST", "127.0.0.1"),
             port=_int_setting(env, "TAVLE_PORT", 8000, 1, 65535),
             policies_dir=Path(env.get("TAVLE_POLICIES_DIR", str(PROJECT_ROOT / "policies"))),

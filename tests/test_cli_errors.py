@@ -74,7 +74,12 @@ def test_policy_explain_bad_resource_id(resource_id: str, capsys):
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("TAVLE_PORT", "abc"), ("TAVLE_PORT", "70000"), ("TAVLE_SESSION_TTL", "soon")],
+    [
+        ("TAVLE_PORT", "abc"),
+        ("TAVLE_PORT", "70000"),
+        ("TAVLE_SESSION_TTL", "soon"),
+        ("TAVLE_ENV", "prod"),
+    ],
 )
 def test_bad_setting_names_the_variable(
     name: str, value: str, monkeypatch: pytest.MonkeyPatch, capsys
@@ -106,3 +111,10 @@ def test_migrate_says_what_it_reached(tmp_path: Path, monkeypatch: pytest.Monkey
     assert code == 1 and "går bare fremover" in err
     code, err = _run(["migrate", "9999"], capsys)
     assert code == 1 and "ukjent revisjon" in err
+
+
+def test_demo_logins_are_refused_in_production(monkeypatch: pytest.MonkeyPatch, capsys):
+    monkeypatch.setenv("TAVLE_ENV", "production")
+    monkeypatch.setenv("TAVLE_DEMO", "1")
+    code, err = _run(["token", "kommuneadmin"], capsys)
+    assert code == 1 and "TAVLE_DEMO" in err and "production" in err

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select, text
 
 from core.models import (
+    Employment,
     Enrolment,
     Group,
     GroupKind,
@@ -28,7 +29,7 @@ query($after: String) {
   students(first: 200, after: $after) {
     totalCount
     pageInfo { hasNextPage endCursor }
-    edges { node { id nationalId address { street } phone
+    edges { node { id nationalId address { street } phone email
                    guardians { id email phone nationalId address { street } } } }
   }
 }"""
@@ -193,14 +194,22 @@ async def test_students_and_groups_in_scope(gql, sessions, username):
 
 
 @pytest.mark.parametrize("username", sorted(FIELDS))
-async def test_restricted_fields(gql, username):
+async def test_restricted_fields(gql, sessions, username):
     national_id, address, phone, guardian_contact, guardian_nid, guardian_address = FIELDS[username]
     nodes = await all_students(gql, username)
     assert all((n["nationalId"] is not None) == national_id for n in nodes)
     # Every demo student has an address and a phone-less student shows null either way.
     assert all((n["address"] is not None) == address for n in nodes)
-    if not phone:
-        assert all(n["phone"] is None for n in nodes)
+    # Phone and e-mail are the student's contact details: exactly what is stored, or
+    # null for a role that may not see them.
+    async with sessions() as s:
+        rows = await s.execute(
+            select(Person.id, Person.mobile, Person.email).where(Person.id.in_(pks(nodes)))
+        )
+        stored = {pk: (mobile, email) for pk, mobile, email in rows}
+    for n in nodes:
+        expected = stored[ids.decode(n["id"])[1]] if phone else (None, None)
+        assert (n["phone"], n["email"]) == expected, username
     guardians = [g for n in nodes for g in n["guardians"]]
     if guardian_contact is None:
         assert guardians == []
@@ -425,3 +434,95 @@ async def test_group_filter_tells_nothing_about_groups_out_of_scope(gql, session
         members = {student for gid, _, student in rows if ids.encode("Group", gid) == encoded}
         data = await gql.data("laerer.sorby.9b", query, {"g": encoded})
         assert data["students"]["totalCount"] == len(members & mine)
+
+
+EMPLOYEES = """
+query($after: String) {
+  employees(first: 200, after: $after) {
+    totalCount pageInfo { hasNextPage endCursor }
+    edges { node { id email phone nationalId } }
+  }
+}"""
+
+# (contact details, national id) of the employees each persona sees; None: may not list
+# employees at all.
+EMPLOYEE_FIELDS: dict[str, tuple[bool, bool] | None] = {
+    "kommuneadmin": (True, True),
+    "skoleadmin.nordby": (True, False),
+    "rektor.nordby": (True, False),
+    "rektor.sorby": (False, False),
+    "raadgiver.sorby": (False, False),
+    "laerer.nordby.5a": (False, False),
+    "laerer.nordby.6b": (False, False),
+    "laerer.sorby.9b": (False, False),
+    "sfo.nordby": (False, False),
+    "helsesykepleier.nordby": None,
+    "foresatt.hansen": (False, False),
+    "foresatt.berg": (False, False),
+    "elev.noah.hansen": (False, False),
+}
+
+
+async def employed(sessions, school_name: str | None) -> set[int]:
+    async with sessions() as s:
+        q = select(Employment.person_id)
+        if school_name:
+            q = q.join(School, School.id == Employment.school_id).where(School.name == school_name)
+        return set((await s.execute(q)).scalars())
+
+
+async def teachers_of(sessions, students: set[int]) -> set[int]:
+    groups = await groups_of_students(sessions, students)
+    async with sessions() as s:
+        return set(
+            (
+                await s.execute(
+                    select(GroupTeacher.employee_id).where(GroupTeacher.group_id.in_(groups))
+                )
+            ).scalars()
+        )
+
+
+async def expected_employees(sessions, username: str) -> set[int]:
+    """The employees each persona must see, from the relations: the whole municipality,
+    their school's staff, or (guardians, students) the teachers of the children's groups."""
+    match username:
+        case "kommuneadmin":
+            return await employed(sessions, None)
+        case "skoleadmin.nordby" | "rektor.nordby" | "laerer.nordby.5a" | "laerer.nordby.6b":
+            return await employed(sessions, "Nordby skole")
+        case "sfo.nordby":
+            return await employed(sessions, "Nordby skole")
+        case "rektor.sorby" | "raadgiver.sorby" | "laerer.sorby.9b":
+            return await employed(sessions, "Sørby ungdomsskole")
+        case "foresatt.hansen" | "foresatt.berg":
+            return await teachers_of(sessions, await children(sessions, username))
+        case "elev.noah.hansen":
+            return await teachers_of(sessions, {await person_id(sessions, username)})
+    raise AssertionError(username)
+
+
+@pytest.mark.parametrize("username", sorted(EMPLOYEE_FIELDS))
+async def test_employees_and_their_fields_per_persona(gql, sessions, username):
+    fields = EMPLOYEE_FIELDS[username]
+    if fields is None:
+        assert error_codes(await gql.query(username, EMPLOYEES)) == ["FORBIDDEN"]
+        return
+    contact, national_id = fields
+    nodes: list[dict[str, Any]] = []
+    after = None
+    while True:
+        page = (await gql.data(username, EMPLOYEES, {"after": after}))["employees"]
+        nodes += [e["node"] for e in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            assert page["totalCount"] == len(nodes)
+            break
+        after = page["pageInfo"]["endCursor"]
+    want = await expected_employees(sessions, username)
+    assert want and pks(nodes) == want, (username, len(pks(nodes)), len(want))
+    for field in ("email", "phone"):
+        if contact:
+            assert any(n[field] for n in nodes), (username, field)
+        else:
+            assert all(n[field] is None for n in nodes), (username, field)
+    assert all((n["nationalId"] is not None) == national_id for n in nodes), username

@@ -339,6 +339,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+    except KeyboardInterrupt:
+        # Ctrl+C: every command writes in one transaction, so nothing is half-written.
+        print("tavle: avbrutt; ingenting er endret av det som ikke ble fullført.", file=sys.stderr)
+        sys.exit(130)
     except (CliError, SettingsError) as error:
         print(f"tavle: {error}", file=sys.stderr)
         sys.exit(1)

@@ -118,3 +118,37 @@ def test_demo_logins_are_refused_in_production(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setenv("TAVLE_DEMO", "1")
     code, err = _run(["token", "kommuneadmin"], capsys)
     assert code == 1 and "TAVLE_DEMO" in err and "production" in err
+
+
+def test_ctrl_c_during_demo_leaves_the_database_empty(tmp_path: Path):
+    """Ctrl+C while the demo is built: a short message and status 130, not a traceback,
+    and nothing written (found by review: a KeyboardInterrupt traceback)."""
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    database = tmp_path / "tavle.db"
+    env = {**os.environ, "TAVLE_DATABASE_URL": f"sqlite+aiosqlite:///{database}"}
+    command = [sys.executable, "-m", "core.cli"]
+    subprocess.run([*command, "migrate"], env=env, check=True, capture_output=True)
+    process = subprocess.Popen(
+        [*command, "demo", "--students", "50000"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # Ctrl+C's default action, even when the suite itself runs in the background
+        # (a background job of a non-interactive shell starts with SIGINT ignored).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    # 50 000 students take ~10 s to build and write; 1.5 s in, the build is under way.
+    time.sleep(1.5)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    text = err.decode()
+    assert process.returncode == 130, text
+    assert "avbrutt" in text and "Traceback" not in text
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT count(*) FROM person").fetchone() == (0,)

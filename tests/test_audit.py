@@ -111,3 +111,42 @@ async def test_answers_are_utf8_json_and_any_json_value_still_encodes(gql, sessi
     big = answers["json_stort_tall"].json()
     assert not big.get("errors")
     assert big["data"]["auditLog"]["edges"][0]["node"]["detail"] == {"tall": 2**70, "sted": "Å"}
+
+
+async def test_a_refused_mutation_is_audited_as_an_attempt(gql, sessions):
+    """The attempt is a use like any other (DOMAIN.md: every use is logged), though it
+    changed nothing: who, which mutation, and why it was refused. A caller who is not
+    logged in is no one to name."""
+    from core.schema import ids
+
+    async with sessions() as s:
+        actor = (
+            await s.execute(select(Person.id).where(Person.username == "foresatt.berg"))
+        ).scalar_one()
+
+    async def attempts() -> list[dict]:
+        async with sessions() as s:
+            rows = await s.execute(
+                select(AuditEvent.detail)
+                .where(AuditEvent.action == "mutation_refused", AuditEvent.actor_id == actor)
+                .order_by(AuditEvent.id)
+            )
+            return [row[0] for row in rows]
+
+    before = await attempts()
+    revoke = "mutation($id: ID!) { revokeRole(id: $id) { id } }"
+    refused = await gql.query("foresatt.berg", revoke, {"id": ids.encode("RoleAssignment", 1)})
+    assert error_codes(refused) == ["FORBIDDEN"]
+    blank = 'mutation { sendMessage(input: {subject: " ", body: "x"}) { id } }'
+    assert error_codes(await gql.query("foresatt.berg", blank)) == ["BAD_USER_INPUT"]
+    assert (await attempts())[len(before) :] == [
+        {"refused": [{"field": "revokeRole", "code": "FORBIDDEN"}]},
+        {"refused": [{"field": "sendMessage", "code": "BAD_USER_INPUT"}]},
+    ]
+    # Nor is a query an attempt to change anything.
+    assert error_codes(await gql.query("foresatt.berg", "{ auditLog { totalCount } }"))
+    assert len(await attempts()) == len(before) + 2
+    everyone_before = await _count(sessions, action="mutation_refused")
+    anonymous = await gql.query(None, revoke, {"id": ids.encode("RoleAssignment", 1)})
+    assert error_codes(anonymous) == ["UNAUTHENTICATED"]
+    assert await _count(sessions, action="mutation_refused") == everyone_before

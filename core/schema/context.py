@@ -31,7 +31,9 @@ class Context:
     _authentication_error: Exception | None = None
     _principal: Principal | None = None
     _loaders: Loaders | None = None
-    audited_reads: list[dict[str, Any]] = field(default_factory=list)
+    # Audit events of the request (restricted-field reads, a refused mutation), written
+    # in one insert when it ends.
+    pending_audit: list[dict[str, Any]] = field(default_factory=list)
     # Loaders of other packages (documents, messages), created on first use.
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -104,7 +106,7 @@ class Context:
 
     def audit_read(self, resource_type: str, resource_id: int, field_name: str) -> None:
         """Note a read of a restricted field; written in one insert after the request."""
-        self.audited_reads.append(
+        self.pending_audit.append(
             {
                 "actor_id": self._principal.person_id if self._principal else None,
                 "action": "read_field",

@@ -30,7 +30,13 @@ from strawberry.types.graphql import OperationType
 
 from core import audit
 from core.errors import TavleError
-from core.schema.errors import BAD_USER_INPUT, INTERNAL_SERVER_ERROR, PUBLIC_CODES
+from core.schema.errors import (
+    BAD_USER_INPUT,
+    FORBIDDEN,
+    INTERNAL_SERVER_ERROR,
+    NOT_FOUND,
+    PUBLIC_CODES,
+)
 
 log = logging.getLogger("tavle.graphql")
 
@@ -238,6 +244,10 @@ class ErrorCodes(SchemaExtension):
         return cleaned
 
 
+# The answers by which a mutation is refused; an unexpected fault is logged instead.
+REFUSALS = frozenset({FORBIDDEN, NOT_FOUND, BAD_USER_INPUT})
+
+
 class RequestSession(SchemaExtension):
     """Writes the request's restricted-field reads to the audit log, then closes the
     request's database session."""
@@ -255,14 +265,46 @@ class RequestSession(SchemaExtension):
         context = self.execution_context.context
         try:
             yield
-            if context.audited_reads:
+            self._note_refused_mutation(context)
+            if context.pending_audit:
                 # Reads ran in a read transaction; end it so the audit rows commit alone.
                 session = context.db.session
                 await session.rollback()
                 async with session.begin():
-                    await audit.record_many(session, context.audited_reads)
+                    await audit.record_many(session, context.pending_audit)
         finally:
             # Also when an exception comes through the operation (then it is thrown in
             # at the yield): the session and its connection never outlive the request.
             context.release()
             await context.db.close()
+
+    def _note_refused_mutation(self, context: Any) -> None:
+        """A logged-in person's mutation that was refused (not allowed, not found, bad
+        input) changed nothing, but the attempt is a use of the system like any other:
+        an audit event names the fields and why. (ErrorCodes, which exits first, has
+        given every error its code.)"""
+        execution = self.execution_context
+        principal = getattr(context, "_principal", None)
+        result = execution.result
+        if principal is None or result is None or not result.errors:
+            return
+        try:
+            if execution.operation_type is not OperationType.MUTATION:
+                return
+        except Exception:  # noqa: BLE001 - a document that did not parse has no type
+            return
+        refused = [
+            {"field": error.path[0] if error.path else None, "code": code}
+            for error in result.errors
+            if (code := (error.extensions or {}).get("code")) in REFUSALS
+        ]
+        if refused:
+            context.pending_audit.append(
+                {
+                    "actor_id": principal.person_id,
+                    "action": "mutation_refused",
+                    "resource_type": None,
+                    "resource_id": None,
+                    "detail": {"refused": refused},
+                }
+            )

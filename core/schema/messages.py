@@ -682,12 +682,12 @@ async def _still_logged_in(ctx: Context) -> None:
     ctx._principal = principal
 
 
-async def _write_audited_reads(ctx: Context) -> None:
+async def _write_pending_audit(ctx: Context) -> None:
     """A stream lives for hours: the audited reads of each pushed message (the school
     nurse reading a guardian's message) are written when it has been sent, not at the end."""
-    if not ctx.audited_reads:
+    if not ctx.pending_audit:
         return
-    reads, ctx.audited_reads = ctx.audited_reads, []
+    reads, ctx.pending_audit = ctx.pending_audit, []
     async with transaction(ctx.state.sessions) as tx:
         await audit.record_many(tx, reads)
 
@@ -711,7 +711,7 @@ class MessageSubscription:
                         ctx.extra.pop("messages", None)
                         await ctx.db.close()
                         yield Message.of(row)
-                        await _write_audited_reads(ctx)
+                        await _write_pending_audit(ctx)
                     try:
                         await asyncio.wait_for(wake.wait(), timeout=POLL_SECONDS)
                     except TimeoutError:

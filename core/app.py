@@ -204,7 +204,9 @@ async def document_pdf(request: Request) -> Response:
     except GraphQLError:
         return JSONResponse({"error": "BAD_USER_INPUT"}, status_code=400)
     async with state.sessions() as session:
-        principal = await principal_for_token(session, token.strip(), state.policy)
+        principal = await principal_for_token(
+            session, token.strip(), state.policy, demo_mode=state.settings.demo
+        )
         if principal is None:
             return JSONResponse({"error": "UNAUTHENTICATED"}, status_code=401)
         row = (

@@ -159,8 +159,15 @@ def cmd_token(args: argparse.Namespace) -> None:
     from core.db import create_engine, create_sessionmaker, transaction
     from core.models import Person
 
+    settings = _settings()
+    if not settings.demo:
+        # A login without ID-porten or Feide, and without two-factor: demo mode only, and
+        # its tokens stop working when the server runs without it.
+        raise CliError(
+            "`tavle token` gir innlogging uten tofaktor og virker bare med TAVLE_DEMO=1."
+        )
+
     async def main() -> str:
-        settings = _settings()
         engine = create_engine(settings.database_url)
         try:
             async with transaction(create_sessionmaker(engine)) as session:

@@ -33,6 +33,7 @@ def test_unmigrated_database_says_migrate(
     argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ):
     monkeypatch.setenv("TAVLE_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'tom.db'}")
+    monkeypatch.setenv("TAVLE_DEMO", "1")
     code, err = _run(argv, capsys)
     assert code == 1
     assert "tavle migrate" in err
@@ -41,6 +42,7 @@ def test_unmigrated_database_says_migrate(
 def test_unreachable_database_says_so(monkeypatch: pytest.MonkeyPatch, capsys):
     # Port 9 (discard) on this machine: nothing listens there.
     monkeypatch.setenv("TAVLE_DATABASE_URL", "postgresql://postgres@127.0.0.1:9/ingen")
+    monkeypatch.setenv("TAVLE_DEMO", "1")
     code, err = _run(["token", "kommuneadmin"], capsys)
     assert code == 1
     assert "får ikke kontakt med databasen" in err
@@ -152,3 +154,11 @@ def test_ctrl_c_during_demo_leaves_the_database_empty(tmp_path: Path):
     assert "avbrutt" in text and "Traceback" not in text
     with sqlite3.connect(database) as connection:
         assert connection.execute("SELECT count(*) FROM person").fetchone() == (0,)
+
+
+def test_cli_token_needs_demo_mode(monkeypatch: pytest.MonkeyPatch, capsys):
+    """A login without two-factor is for demo mode only (found by review: it printed a
+    working token in production)."""
+    monkeypatch.delenv("TAVLE_DEMO", raising=False)
+    code, err = _run(["token", "kommuneadmin"], capsys)
+    assert code == 1 and "TAVLE_DEMO=1" in err

@@ -178,7 +178,7 @@ async def session_row(env: Env, token: str) -> SessionToken:
 
 async def resolve(env: Env, token: str) -> int | None:
     async with env.sessions() as session:
-        return await person_id_for_token(session, token)
+        return await person_id_for_token(session, token, demo_mode=False)
 
 
 # -- the authorization request -----------------------------------------------------------

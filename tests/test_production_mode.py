@@ -5,14 +5,39 @@ from __future__ import annotations
 from dataclasses import replace
 
 import httpx
+from sqlalchemy import select
 
 from core.app import create_app
+from core.auth.sessions import issue_token
+from core.models import Person
 
 
-async def test_production_disables_introspection_graphiql_and_demo(settings, gql):
-    token = await gql.token("kommuneadmin")
+async def _idporten_token(sessions, username: str, ttl_seconds: int) -> str:
+    """A session as an ID-porten login leaves it (tests/test_oidc_login.py runs the real
+    flow against a local provider)."""
+    async with sessions() as session, session.begin():
+        person = (
+            await session.execute(select(Person).where(Person.username == username))
+        ).scalar_one()
+        return await issue_token(
+            session, person, method="idporten", ttl_seconds=ttl_seconds, acr="idporten-loa-high"
+        )
+
+
+async def test_production_disables_introspection_graphiql_and_demo(settings, gql, sessions):
+    demo_token = await gql.token("kommuneadmin")
+    token = await _idporten_token(sessions, "kommuneadmin", settings.session_ttl_seconds)
     app = create_app(replace(settings, env="production", demo=False))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        # A token from demo mode no longer logs anyone in (found by review: it worked
+        # until it expired); a real login's does.
+        for bearer, expected in ((demo_token, ["UNAUTHENTICATED"]), (token, [])):
+            r = await c.post(
+                "/graphql",
+                json={"query": "{ me { name } }"},
+                headers={"Authorization": f"Bearer {bearer}"},
+            )
+            assert [e["extensions"]["code"] for e in r.json().get("errors") or []] == expected
         r = await c.post(
             "/graphql",
             json={"query": "{ __schema { types { name } } }"},

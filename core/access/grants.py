@@ -154,13 +154,16 @@ async def load_principal(session: AsyncSession, person_id: int, policy: Policy) 
 
 
 async def principal_for_token(
-    session: AsyncSession | AsyncConnection, token: str, policy: Policy
+    session: AsyncSession | AsyncConnection, token: str, policy: Policy, *, demo_mode: bool
 ) -> Principal | None:
     """The person behind a live (unexpired, unrevoked) bearer token with their grants,
     read in one statement; None for an unknown, expired or revoked token. Nothing is
     cached across requests, so a revocation or role change holds from the next one."""
     rows = [
-        tuple(r) for r in (await session.execute(_token_grant_rows(), token_params(token))).all()
+        tuple(r)
+        for r in (
+            await session.execute(_token_grant_rows(), token_params(token, demo_mode=demo_mode))
+        ).all()
     ]
     people = [person_id for role, person_id in rows if role == _PERSON]
     if not people or people[0] is None:

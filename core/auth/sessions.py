@@ -8,7 +8,7 @@ import secrets
 from datetime import timedelta
 from functools import cache
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
@@ -55,6 +55,11 @@ async def issue_token(
     return token
 
 
+# Logins without a password or two-factor: /auth/demo-token and `tavle token`. Their
+# tokens hold only while demo mode is on, also those issued before a restart without it.
+PASSWORDLESS_METHODS = ("demo", "cli")
+
+
 @cache
 def live_token_person() -> Select[tuple[int]]:
     """The `person_id` behind a live (unexpired, unrevoked) token: no row when there is
@@ -64,17 +69,23 @@ def live_token_person() -> Select[tuple[int]]:
         SessionToken.token_hash == bindparam("token_hash"),
         SessionToken.revoked_at.is_(None),
         SessionToken.expires_at > bindparam("now"),
+        or_(
+            bindparam("demo_mode"),
+            not_(SessionToken.method.in_(PASSWORDLESS_METHODS)),
+        ),
     )
 
 
-def token_params(token: str) -> dict[str, object]:
+def token_params(token: str, *, demo_mode: bool) -> dict[str, object]:
     """The parameters of `live_token_person`: checked now, on every request."""
-    return {"token_hash": hash_token(token), "now": utcnow()}
+    return {"token_hash": hash_token(token), "now": utcnow(), "demo_mode": demo_mode}
 
 
-async def person_id_for_token(session: AsyncSession, token: str) -> int | None:
+async def person_id_for_token(session: AsyncSession, token: str, *, demo_mode: bool) -> int | None:
     """The person behind a live (unexpired, unrevoked) token, or None."""
-    row = (await session.execute(live_token_person(), token_params(token))).first()
+    row = (
+        await session.execute(live_token_person(), token_params(token, demo_mode=demo_mode))
+    ).first()
     return None if row is None else row[0]
 
 

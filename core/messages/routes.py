@@ -36,7 +36,9 @@ async def download_attachment(request: Request) -> Response:
     except GraphQLError:
         return _error("BAD_USER_INPUT", 400)
     async with state.sessions() as session:
-        principal = await principal_for_token(session, token.strip(), state.policy)
+        principal = await principal_for_token(
+            session, token.strip(), state.policy, demo_mode=state.settings.demo
+        )
         if principal is None:
             return _error("UNAUTHENTICATED", 401)
         # The same rule as reading the message in GraphQL: whoever may read the message

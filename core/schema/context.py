@@ -62,13 +62,18 @@ class Context:
             return
         self.session_token = token
         policy = self.state.policy
+        demo_mode = self.state.settings.demo
         try:
             if shared:
                 connection = await self.db.session.connection()
-                principal = await principal_for_token(connection, token, policy)
+                principal = await principal_for_token(
+                    connection, token, policy, demo_mode=demo_mode
+                )
             else:
                 async with self.state.engine.connect() as connection:
-                    principal = await principal_for_token(connection, token, policy)
+                    principal = await principal_for_token(
+                        connection, token, policy, demo_mode=demo_mode
+                    )
         except Exception as error:  # noqa: BLE001 - kept for the fields that need the caller
             # The database failed (locked, restarted, timed out). Raised here, it would
             # pass by the error masking (an extension hook, not a field); instead every
@@ -163,7 +168,9 @@ async def authenticate_socket(context: SocketContext) -> bool:
         return False
     state = context.state
     async with state.sessions() as session:
-        principal = await principal_for_token(session, token, state.policy)
+        principal = await principal_for_token(
+            session, token, state.policy, demo_mode=state.settings.demo
+        )
     if principal is None:
         return False
     context.session_token = token

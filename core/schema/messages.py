@@ -676,7 +676,9 @@ async def _still_logged_in(ctx: Context) -> None:
     if ctx.session_token is None:
         return
     async with ctx.state.engine.connect() as connection:
-        principal = await principal_for_token(connection, ctx.session_token, ctx.state.policy)
+        principal = await principal_for_token(
+            connection, ctx.session_token, ctx.state.policy, demo_mode=ctx.state.settings.demo
+        )
     if principal is None:
         raise unauthenticated("Innloggingen er avsluttet eller utløpt.")
     ctx._principal = principal

@@ -69,9 +69,11 @@ class Settings:
     policies_dir: Path = PROJECT_ROOT / "policies"
     doctypes_dir: Path = PROJECT_ROOT / "doctypes"
     session_ttl_seconds: int = 8 * 3600
-    max_query_depth: int = 10
+    max_query_depth: int = 10  # levels of fields, the root field counted
     max_aliases: int = 30
     max_tokens: int = 2000
+    # Objects an answer may be estimated to hold (core/schema/cost.py).
+    max_query_cost: int = 50_000
     max_page_size: int = 200
     oidc_providers: tuple[OidcProviderSettings, ...] = field(default_factory=tuple)
 

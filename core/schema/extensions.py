@@ -30,6 +30,7 @@ from strawberry.types.graphql import OperationType
 
 from core import audit
 from core.errors import TavleError
+from core.schema.cost import query_cost_rule
 from core.schema.errors import (
     BAD_USER_INPUT,
     FORBIDDEN,
@@ -55,8 +56,10 @@ class NoNulInStrings(ValidationRule):
             self.report_error(GraphQLError("Tekst kan ikke inneholde NUL-tegnet (\\u0000).", node))
 
 
-def request_limits(max_depth: int, max_aliases: int, max_tokens: int) -> list[Callable[[], Any]]:
-    """The depth, alias and token limits, and caches of parsed and validated queries.
+def request_limits(
+    max_depth: int, max_aliases: int, max_tokens: int, max_cost: int, max_page_size: int
+) -> list[Callable[[], Any]]:
+    """The depth, alias, token and cost limits, and caches of parsed and validated queries.
 
     Parsing and validating a query costs more than running a small one, and apps send
     the same few query texts again and again. The validation rules are created once
@@ -66,8 +69,10 @@ def request_limits(max_depth: int, max_aliases: int, max_tokens: int) -> list[Ca
     """
     rules = [
         NoNulInStrings,
-        *QueryDepthLimiter(max_depth=max_depth).validation_rules,
+        # Strawberry counts the root field as depth 0: ten levels of fields is depth 9.
+        *QueryDepthLimiter(max_depth=max_depth - 1).validation_rules,
         *MaxAliasesLimiter(max_alias_count=max_aliases).validation_rules,
+        query_cost_rule(max_cost, max_page_size),
     ]
     return [
         lambda: AddValidationRules(rules),

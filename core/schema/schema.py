@@ -85,7 +85,13 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     extensions: list = [
         RequestSession,
         lambda: ErrorCodes(debug=settings.debug),
-        *request_limits(settings.max_query_depth, settings.max_aliases, settings.max_tokens),
+        *request_limits(
+            settings.max_query_depth,
+            settings.max_aliases,
+            settings.max_tokens,
+            settings.max_query_cost,
+            settings.max_page_size,
+        ),
     ]
     if settings.production:
         extensions.append(DisableIntrospection)

@@ -150,3 +150,42 @@ async def test_a_refused_mutation_is_audited_as_an_attempt(gql, sessions):
     anonymous = await gql.query(None, revoke, {"id": ids.encode("RoleAssignment", 1)})
     assert error_codes(anonymous) == ["UNAUTHENTICATED"]
     assert await _count(sessions, action="mutation_refused") == everyone_before
+
+
+async def test_an_answer_whose_audit_cannot_be_written_is_withheld_and_masked(gql, sessions):
+    """National ids read, but the audit table refuses the insert (a trigger stands in for
+    a full disk or a lost connection): the answer is withheld, and the client gets a
+    masked INTERNAL_SERVER_ERROR, not the SQL and its parameters (found by review)."""
+    from sqlalchemy import text
+
+    async with sessions() as s:
+        dialect = s.bind.dialect.name
+    if dialect == "sqlite":
+        create = [
+            "CREATE TRIGGER audit_full BEFORE INSERT ON audit_event "
+            "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+        ]
+        drop = ["DROP TRIGGER audit_full"]
+    else:
+        create = [
+            "CREATE FUNCTION audit_full() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'disk full'; END $$",
+            "CREATE TRIGGER audit_full BEFORE INSERT ON audit_event "
+            "FOR EACH ROW EXECUTE FUNCTION audit_full()",
+        ]
+        drop = ["DROP TRIGGER audit_full ON audit_event", "DROP FUNCTION audit_full()"]
+    query = "{ students(first: 2) { edges { node { name nationalId } } } }"
+    async with sessions() as s, s.begin():
+        for statement in create:
+            await s.execute(text(statement))
+    try:
+        body = await gql.query("kommuneadmin", query)
+    finally:
+        async with sessions() as s, s.begin():
+            for statement in drop:
+                await s.execute(text(statement))
+    assert body["data"] is None, body
+    assert error_codes(body) == ["INTERNAL_SERVER_ERROR"]
+    assert "audit_event" not in str(body) and "disk full" not in str(body)
+    # And with the table writable again, the same query answers.
+    assert (await gql.data("kommuneadmin", query))["students"]["edges"]

@@ -272,16 +272,36 @@ class RequestSession(SchemaExtension):
             yield
             self._note_refused_mutation(context)
             if context.pending_audit:
-                # Reads ran in a read transaction; end it so the audit rows commit alone.
-                session = context.db.session
-                await session.rollback()
-                async with session.begin():
-                    await audit.record_many(session, context.pending_audit)
+                await self._write_audit(context)
         finally:
             # Also when an exception comes through the operation (then it is thrown in
             # at the yield): the session and its connection never outlive the request.
             context.release()
             await context.db.close()
+
+    async def _write_audit(self, context: Any) -> None:
+        """Write the request's audit events. If that fails, a query's answer is withheld:
+        a read of a national id must not leave without its trace. ErrorCodes has already
+        run, so the fault is masked here (it went out with the SQL and its parameters).
+        A mutation's answer still goes out: its change is committed, and audited in its
+        own transaction; an error would have the client try it again."""
+        session = context.db.session
+        try:
+            # Reads ran in a read transaction; end it so the audit rows commit alone.
+            await session.rollback()
+            async with session.begin():
+                await audit.record_many(session, context.pending_audit)
+        except Exception:  # noqa: BLE001 - any failure withholds the answer
+            log.exception("could not write the request's audit events")
+            execution = self.execution_context
+            result = execution.result
+            if result is not None and _operation_type(execution) is not OperationType.MUTATION:
+                result.data = None
+                result.errors = [
+                    GraphQLError(
+                        "Det oppstod en uventet feil.", extensions={"code": INTERNAL_SERVER_ERROR}
+                    )
+                ]
 
     def _note_refused_mutation(self, context: Any) -> None:
         """A logged-in person's mutation that was refused (not allowed, not found, bad
@@ -293,10 +313,7 @@ class RequestSession(SchemaExtension):
         result = execution.result
         if principal is None or result is None or not result.errors:
             return
-        try:
-            if execution.operation_type is not OperationType.MUTATION:
-                return
-        except Exception:  # noqa: BLE001 - a document that did not parse has no type
+        if _operation_type(execution) is not OperationType.MUTATION:
             return
         refused = [
             {"field": error.path[0] if error.path else None, "code": code}
@@ -313,3 +330,10 @@ class RequestSession(SchemaExtension):
                     "detail": {"refused": refused},
                 }
             )
+
+
+def _operation_type(execution: Any) -> OperationType | None:
+    try:
+        return execution.operation_type
+    except Exception:  # noqa: BLE001 - a document that did not parse has no type
+        return None

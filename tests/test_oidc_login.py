@@ -481,3 +481,24 @@ async def test_expired_session_token_no_longer_resolves(env: Env, client: httpx.
             .values(expires_at=utcnow() - timedelta(seconds=1))
         )
     assert await resolve(env, token) is None
+
+
+async def test_only_the_browser_that_started_a_login_can_finish_it(
+    env: Env, client: httpx.AsyncClient
+):
+    """Someone else's browser, given the callback URL (an attacker's own login, say),
+    is refused, and the login stays open for the browser that started it (found by
+    review: the callback completed for any client holding the URL)."""
+    other: list[httpx.Response] = []
+
+    async def from_another_browser(state: str) -> None:
+        transport = httpx.ASGITransport(app=env.app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as stranger:
+            params = {"code": "from-the-url", "state": state}
+            other.append(await stranger.get("/auth/idporten/callback", params=params))
+
+    flow = await login(client, "idporten", before_callback=from_another_browser)
+    assert other[0].status_code == 401 and other[0].json()["error"] == "invalid_state"
+    assert "nettleseren" in other[0].json()["message"]
+    assert flow.response.status_code == 200, flow.response.text
+    assert await resolve(env, flow.response.json()["token"]) is not None

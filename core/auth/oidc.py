@@ -3,7 +3,9 @@
 The flow is the authorization code flow with PKCE (S256):
 
 1. `GET /auth/{provider}/login` stores a fresh state, nonce and PKCE verifier in the
-   database and redirects the browser to the provider's authorization endpoint.
+   database, gives the browser the state in an HttpOnly cookie (only the browser that
+   started a login may finish it), and redirects it to the provider's authorization
+   endpoint.
 2. The provider sends the browser back to `GET /auth/{provider}/callback?code&state`. The
    state row is consumed (single use, at most ten minutes old), the code is exchanged at the
    token endpoint together with the PKCE verifier, and the ID token is validated: RS256
@@ -191,6 +193,10 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     )
 
 
+def _state_cookie(provider_name: str) -> str:
+    return f"tavle_login_{provider_name}"
+
+
 def _provider(request: Request) -> OidcProviderSettings:
     state: AppState = request.app.state.tavle
     name = request.path_params["provider"]
@@ -264,24 +270,44 @@ class _OidcLogin:
                 code_verifier=code_verifier,
                 **extra,
             )
-        return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
+        response = RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
+        # The state also goes to this browser, and only this browser may complete the
+        # login (RFC 6749 §10.12): else anyone holding a callback URL, an attacker's own
+        # among them, could finish a login in someone else's browser.
+        response.set_cookie(
+            _state_cookie(provider.name),
+            state,
+            max_age=int(STATE_MAX_AGE.total_seconds()),
+            path=f"/auth/{provider.name}/callback",
+            secure=provider.redirect_uri.startswith("https://"),
+            httponly=True,
+            samesite="lax",  # sent on the provider's top-level redirect back to us
+        )
+        return response
 
     # -- GET /auth/{provider}/callback ---------------------------------------------------
 
     async def callback(self, request: Request) -> Response:
         app_state: AppState = request.app.state.tavle
         provider_name = request.path_params["provider"]
+        known = any(p.name == provider_name for p in app_state.settings.oidc_providers)
         try:
             provider = _provider(request)
             token = await self._complete(request, provider)
         except LoginError as exc:
             if exc.status != 404:
                 await self._audit_failure(app_state, provider_name, exc.code)
-            return _error(exc.status, exc.code, exc.message)
-        return JSONResponse(
-            {"token": token, "expires_in": app_state.settings.session_ttl_seconds},
-            headers={"Cache-Control": "no-store"},
-        )
+            response = _error(exc.status, exc.code, exc.message)
+        else:
+            response = JSONResponse(
+                {"token": token, "expires_in": app_state.settings.session_ttl_seconds},
+                headers={"Cache-Control": "no-store"},
+            )
+        if known:  # (an unknown name from the path is no cookie's name)
+            # Spent either way: a state is used once.
+            path = f"/auth/{provider_name}/callback"
+            response.delete_cookie(_state_cookie(provider_name), path=path)
+        return response
 
     async def _complete(self, request: Request, provider: OidcProviderSettings) -> str:
         """Consume the state, exchange the code, validate, map to a person: the token."""
@@ -302,6 +328,12 @@ class _OidcLogin:
         code, state = params.get("code"), params.get("state")
         if not code or not state:
             raise LoginError(400, "invalid_request", "Mangler code eller state.")
+        started_here = request.cookies.get(_state_cookie(provider.name), "")
+        if not secrets.compare_digest(started_here.encode(), state.encode()):
+            raise _reject(
+                "invalid_state",
+                "Innloggingen ble ikke startet i denne nettleseren. Logg inn på nytt.",
+            )
 
         login_state = await self._consume_state(app_state, provider, state)
         discovery = await self.cache.discovery(provider)

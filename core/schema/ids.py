@@ -34,6 +34,9 @@ def decode(global_id: str, expected: str | tuple[str, ...] | None = None) -> tup
         raise invalid from None
     if not separator or not type_name or not raw_pk.isascii() or not raw_pk.isdigit():
         raise invalid
+    if raw_pk.startswith("0"):
+        # One record, one ID: "Student:075" is not another name for Student:75.
+        raise invalid
     pk = int(raw_pk)
     # Primary keys are 32-bit on PostgreSQL: a larger number names no row.
     if not 0 < pk <= MAX_PK:

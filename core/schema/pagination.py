@@ -49,7 +49,22 @@ def decode_cursor(cursor: str, types: Sequence[type | None]) -> list[Any]:
         # bool is an int in Python, never a key of ours.
         if type(value) is not expected or (expected is int and abs(value) > MAX_KEY_INT):
             raise invalid
+        if expected is str and not _storable(value):
+            raise invalid
     return key
+
+
+def _storable(text: str) -> bool:
+    """Text a database can compare: no NUL (PostgreSQL's text cannot hold it) and no lone
+    surrogate (not UTF-8: the driver fails to encode it). The request's JSON is checked
+    for both (core/request_json.py), but a cursor's JSON hides inside base64."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _python_type(column: ColumnElement[Any]) -> type | None:

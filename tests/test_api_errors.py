@@ -387,6 +387,8 @@ def nested(depth: int) -> str:
         "{ ...Missing }",
         "fragment F on School { ...F } { schools { ...F } }",
         "subscription { schools { id } }",
+        # A real subscription, but over HTTP (found by review: INTERNAL_SERVER_ERROR).
+        "subscription { newMessages { id } }",
         "   ",
         "# only a comment",
     ],

@@ -150,8 +150,22 @@ class ValidateCache(SchemaExtension):
                         "Spørringen har flere operasjoner: oppgi hvilken med operationName."
                     )
                 ]
+            if not errors and _subscription_over_http(context):
+                # Strawberry would run it as a query and fail on the stream it returns.
+                errors = [
+                    GraphQLError(
+                        "Abonnementer går over websocket (graphql-transport-ws) på /graphql."
+                    )
+                ]
             context.pre_execution_errors = errors
         yield
+
+
+def _subscription_over_http(context: Any) -> bool:
+    request = getattr(context.context, "request", None)
+    if request is None or request.scope["type"] == "websocket":
+        return False
+    return _operation_type(context) is OperationType.SUBSCRIPTION
 
 
 def _unnamed_choice(context: Any, document: DocumentNode) -> bool:

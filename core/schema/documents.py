@@ -103,7 +103,9 @@ class DocType:
 
 @strawberry.type(description="A person named on a record (author, signer, recipient).")
 class PersonRef:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(
+        description="The person's ID (Person:...), as Me.id: not a node ID."
+    )
     name: str
 
 

@@ -90,9 +90,16 @@ class AuditLogFilter:
     resource_type: str | None = None
 
 
+PERSON_ID_DESCRIPTION = (
+    "The person's ID (Person:...), the same whichever role they are seen in: for "
+    "recipientIds, filters and comparing with PersonRef. It is not a node ID; their "
+    "Student, Employee or Guardian record has its own."
+)
+
+
 @strawberry.type(description="The logged-in person.")
 class Me:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(description=PERSON_ID_DESCRIPTION)
     name: str
     username: str | None
     roles: list[RoleGrant]

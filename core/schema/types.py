@@ -439,7 +439,9 @@ class RoleGrant:
 class AuditEvent(Node):
     occurred_at: datetime
     action: str
-    actor_id: strawberry.ID | None
+    actor_id: strawberry.ID | None = strawberry.field(
+        description="Who did it: a person's ID (Person:...), as Me.id: not a node ID."
+    )
     actor_name: str | None
     resource_type: str | None
     resource_id: str | None

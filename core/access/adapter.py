@@ -26,7 +26,7 @@ from typing import Any
 import casbin
 from casbin.persist.adapters.asyncio import AsyncAdapter, AsyncFilteredAdapter
 from casbin.util import key_match
-from sqlalchemy import Select, literal, select, union_all
+from sqlalchemy import Integer, Select, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.access.policy import Policy
@@ -68,7 +68,8 @@ def _assignments(person_id: int | None) -> Select[Any]:
         SpecialPermissionAssignment.school_id,
     )
     guardians = (
-        select(Guardianship.guardian_id, literal(GUARDIAN_ROLE), literal(None))
+        # The school typed: DISTINCT makes PostgreSQL settle an untyped NULL as text.
+        select(Guardianship.guardian_id, literal(GUARDIAN_ROLE), literal(None, Integer))
         .where(Guardianship.parental_responsibility.is_(True))
         .distinct()
     )

@@ -4,6 +4,7 @@ failed mutations change nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from typing import Any
@@ -405,6 +406,31 @@ async def test_too_deep_a_query_is_refused(gql):
     assert body.get("data") is None
     assert set(error_codes(body)) == {"BAD_USER_INPUT"}
     assert any("depth" in e["message"] for e in body["errors"]), body
+
+
+def spread_at_every_level(levels: int, width: int = 40) -> str:
+    """Fragments spreading the next one `width` times per level: a few KB that expand to
+    width ** levels fields (found by review: the depth and cost rules walked every
+    expansion, and one anonymous request held the server for seconds to minutes)."""
+    chain = [("Group", "students"), ("Student", "groups")]
+    fragments = []
+    for level in range(levels):
+        type_name, field = chain[level % 2]
+        inner = (
+            " ".join([f"{field} {{ ...F{level + 1} }}"] * width)
+            if level + 1 < levels
+            else f"{field} {{ id }}"
+        )
+        fragments.append(f"fragment F{level} on {type_name} {{ id {inner} }}")
+    return "{ groups { ...F0 } } " + " ".join(fragments)
+
+
+async def test_a_query_of_spreads_is_refused_at_once(gql):
+    """No login needed to reach validation: refused as cheaply as any bad query. The
+    wait bounds the test (the old rules took minutes), it does not measure speed."""
+    body = await asyncio.wait_for(gql.query(None, spread_at_every_level(5)), timeout=60)
+    assert set(error_codes(body)) == {"BAD_USER_INPUT"}
+    assert any("for mange objekter" in e["message"] for e in body["errors"])
 
 
 @pytest.mark.parametrize(

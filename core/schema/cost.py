@@ -64,11 +64,13 @@ def query_cost_rule(limit: int, max_page_size: int) -> type[ValidationRule]:
             root = self.context.schema.get_root_type(node.operation)
             if root is None:
                 return
-            cost = _Estimate(self.context, max_page_size).of(node.selection_set.selections, root, 1)
+            estimate = _Estimate(self.context, max_page_size, cap=limit + 1)
+            cost = estimate.unit(node.selection_set.selections, root, None)
             if cost > limit:
+                shown = f"over {_number(limit)}" if cost >= limit + 1 else _number(cost)
                 self.report_error(
                     GraphQLError(
-                        f"Spørringen kan gi for mange objekter (anslått {_number(cost)}, høyst "
+                        f"Spørringen kan gi for mange objekter (anslått {shown}, høyst "
                         f"{_number(limit)}): be om færre nivåer av lister, eller bruk `first`.",
                         node,
                     )
@@ -77,64 +79,134 @@ def query_cost_rule(limit: int, max_page_size: int) -> type[ValidationRule]:
     return QueryCost
 
 
+def query_depth_rule(max_depth: int) -> type[ValidationRule]:
+    """A validation rule refusing operations more than `max_depth` levels of fields deep
+    (the root field is level 1; introspection, bounded by graphql-core's own rule, is
+    not counted). Each fragment's depth is computed once: strawberry's limiter walked a
+    fragment again at every spread, and a 3 KB query of spreads took it seconds."""
+
+    class QueryDepth(ValidationRule):
+        def enter_operation_definition(self, node: OperationDefinitionNode, *_args: Any) -> None:
+            depth = _Depth(self.context).of(node.selection_set.selections)
+            if depth > max_depth:
+                name = node.name.value if node.name else "Spørringen"
+                self.report_error(
+                    GraphQLError(
+                        f"{name} er {depth} nivåer dyp (depth), høyst {max_depth} er tillatt.",
+                        node,
+                    )
+                )
+
+    return QueryDepth
+
+
+class _Depth:
+    def __init__(self, context: Any):
+        self.context = context
+        self.fragments: dict[str, int] = {}
+        self.open: set[str] = set()
+
+    def of(self, selections: Sequence[SelectionNode]) -> int:
+        deepest = 0
+        for selection in selections:
+            if isinstance(selection, FieldNode):
+                if selection.name.value.startswith("__"):
+                    continue
+                below = (
+                    self.of(selection.selection_set.selections) if selection.selection_set else 0
+                )
+                deepest = max(deepest, 1 + below)
+            elif isinstance(selection, InlineFragmentNode):
+                deepest = max(deepest, self.of(selection.selection_set.selections))
+            elif isinstance(selection, FragmentSpreadNode):
+                deepest = max(deepest, self._fragment(selection.name.value))
+        return deepest
+
+    def _fragment(self, name: str) -> int:
+        found = self.fragments.get(name)
+        if found is not None:
+            return found
+        fragment = self.context.get_fragment(name)
+        # Unknown and cyclic fragments are other rules' errors.
+        if fragment is None or name in self.open:
+            return 0
+        self.open.add(name)
+        depth = self.of(fragment.selection_set.selections)
+        self.open.discard(name)
+        self.fragments[name] = depth
+        return depth
+
+
 class _Estimate:
-    def __init__(self, context: Any, max_page_size: int):
+    """Objects per occurrence of a selection set. Every count is capped at `cap` (one
+    more than the limit): past it the exact figure does not matter, and the numbers
+    stay small. A fragment's count is computed once per type and page it is spread at,
+    so a document of repeated spreads costs its own length, not its expansion."""
+
+    def __init__(self, context: Any, max_page_size: int, cap: int):
         self.context = context
         self.max_page_size = max_page_size
-        self.fragments_open: set[str] = set()
-        # The page size of each connection field being walked, innermost last.
-        self.pages: list[int] = []
+        self.cap = cap
+        self.fragments: dict[tuple[str, str, int | None], int] = {}
+        self.open: set[str] = set()
 
-    def of(self, selections: Sequence[SelectionNode], parent: GraphQLNamedType, times: int) -> int:
-        """Objects below `selections` of `parent`, which occurs `times` times."""
+    def unit(
+        self, selections: Sequence[SelectionNode], parent: GraphQLNamedType, page: int | None
+    ) -> int:
+        """Objects below one `parent`; `page` is the page size when `parent` is a
+        connection (its edges are that many)."""
         total = 0
         for selection in selections:
             if isinstance(selection, FieldNode):
-                total += self._field(selection, parent, times)
+                total += self._field(selection, parent, page)
             elif isinstance(selection, InlineFragmentNode):
                 condition = selection.type_condition
                 inner = self.context.schema.get_type(condition.name.value) if condition else parent
                 if inner is not None:
-                    total += self.of(selection.selection_set.selections, inner, times)
+                    total += self.unit(selection.selection_set.selections, inner, page)
             elif isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                fragment = self.context.get_fragment(name)
-                # Unknown and cyclic fragments are other rules' errors.
-                if fragment is None or name in self.fragments_open:
-                    continue
-                inner = self.context.schema.get_type(fragment.type_condition.name.value)
-                if inner is None:
-                    continue
-                self.fragments_open.add(name)
-                total += self.of(fragment.selection_set.selections, inner, times)
-                self.fragments_open.discard(name)
+                total += self._fragment(selection.name.value, page)
+            if total >= self.cap:
+                return self.cap
         return total
 
-    def _field(self, node: FieldNode, parent: GraphQLNamedType, times: int) -> int:
+    def _fragment(self, name: str, page: int | None) -> int:
+        fragment = self.context.get_fragment(name)
+        # Unknown and cyclic fragments are other rules' errors.
+        if fragment is None or name in self.open:
+            return 0
+        inner = self.context.schema.get_type(fragment.type_condition.name.value)
+        if inner is None:
+            return 0
+        key = (name, inner.name, page)
+        found = self.fragments.get(key)
+        if found is None:
+            self.open.add(name)
+            found = self.unit(fragment.selection_set.selections, inner, page)
+            self.open.discard(name)
+            self.fragments[key] = found
+        return found
+
+    def _field(self, node: FieldNode, parent: GraphQLNamedType, page: int | None) -> int:
         fields = getattr(parent, "fields", None)
         definition = fields.get(node.name.value) if fields else None
         if definition is None:
             return 0  # __typename, or an unknown field (reported by another rule)
         field_type = definition.type
-        count = times
+        count = 1
         while isinstance(field_type, GraphQLNonNull | GraphQLList):
             if isinstance(field_type, GraphQLList):
-                count *= self._list_size(parent, node)
+                count = min(count * self._list_size(parent, node, page), self.cap)
             field_type = field_type.of_type
-        if not is_composite_type(field_type) or node.selection_set is None:
+        if not is_composite_type(field_type) or node.selection_set is None or count == 0:
             return 0
-        if _is_connection(field_type):
-            # Its `edges` list is as long as the page this field asks for.
-            self.pages.append(self._page_size(node))
-            try:
-                return count + self.of(node.selection_set.selections, field_type, count)
-            finally:
-                self.pages.pop()
-        return count + self.of(node.selection_set.selections, field_type, count)
+        inner_page = self._page_size(node) if _is_connection(field_type) else None
+        below = self.unit(node.selection_set.selections, field_type, inner_page)
+        return min(count + count * below, self.cap)
 
-    def _list_size(self, parent: GraphQLNamedType, node: FieldNode) -> int:
+    def _list_size(self, parent: GraphQLNamedType, node: FieldNode, page: int | None) -> int:
         if _is_connection(parent) and node.name.value == "edges":
-            return self.pages[-1] if self.pages else DEFAULT_PAGE_SIZE
+            return DEFAULT_PAGE_SIZE if page is None else page
         return LIST_SIZES.get((parent.name, node.name.value), DEFAULT_LIST_SIZE)
 
     def _page_size(self, node: FieldNode) -> int:

@@ -22,7 +22,6 @@ from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
-    QueryDepthLimiter,
     SchemaExtension,
 )
 from strawberry.schema.schema import validate_document
@@ -30,7 +29,7 @@ from strawberry.types.graphql import OperationType
 
 from core import audit
 from core.errors import TavleError
-from core.schema.cost import query_cost_rule
+from core.schema.cost import query_cost_rule, query_depth_rule
 from core.schema.errors import (
     BAD_USER_INPUT,
     FORBIDDEN,
@@ -69,8 +68,7 @@ def request_limits(
     """
     rules = [
         NoNulInStrings,
-        # Strawberry counts the root field as depth 0: ten levels of fields is depth 9.
-        *QueryDepthLimiter(max_depth=max_depth - 1).validation_rules,
+        query_depth_rule(max_depth),
         *MaxAliasesLimiter(max_alias_count=max_aliases).validation_rules,
         query_cost_rule(max_cost, max_page_size),
     ]

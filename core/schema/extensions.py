@@ -3,6 +3,7 @@ audit of restricted-field reads."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from typing import Any
 
 from graphql import (
     DocumentNode,
+    FieldNode,
     GraphQLError,
     OperationDefinitionNode,
     StringValueNode,
@@ -18,13 +20,16 @@ from graphql import (
     parse,
     validate,
 )
+from strawberry.exceptions import MissingQueryError
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     SchemaExtension,
 )
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.schema.schema import validate_document
+from strawberry.types.execution import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from core import audit
@@ -181,7 +186,21 @@ def _is_client_error(error: GraphQLError) -> bool:
     original = error.original_error
     if original is None:
         return True
+    if isinstance(original, REQUEST_ERRORS):
+        return True
     return error.path is None and isinstance(original, GraphQLError | ValueError | TypeError)
+
+
+def error_code(error: GraphQLError) -> str:
+    """The code `ErrorCodes` gives the error."""
+    if isinstance(error.original_error, TavleError):
+        return error.original_error.code
+    code = (error.extensions or {}).get("code")
+    if code in PUBLIC_CODES:
+        return code
+    if code == INTERNAL_SERVER_ERROR and error.original_error is None:
+        return INTERNAL_SERVER_ERROR  # masked already (a withheld answer)
+    return BAD_USER_INPUT if _is_client_error(error) else INTERNAL_SERVER_ERROR
 
 
 def is_unexpected(error: GraphQLError) -> bool:
@@ -223,10 +242,10 @@ class ErrorCodes(SchemaExtension):
     def _cleaned(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         cleaned: list[GraphQLError] = []
         for error in errors:
-            code = (error.extensions or {}).get("code")
+            code = error_code(error)
             original = error.original_error
             if isinstance(original, TavleError):
-                extensions = {"code": original.code}
+                extensions = {"code": code}
                 if original.field:
                     extensions["field"] = original.field
                 cleaned.append(
@@ -239,12 +258,11 @@ class ErrorCodes(SchemaExtension):
                         extensions=extensions,
                     )
                 )
-            elif code in PUBLIC_CODES:
-                cleaned.append(error)
-            elif _is_client_error(error):
-                # Coded in place: the error keeps its class, by which the websocket
-                # transport closes the connection (4400) on a query that does not parse.
-                error.extensions = {**(error.extensions or {}), "code": BAD_USER_INPUT}
+            elif code != INTERNAL_SERVER_ERROR or original is None:
+                # Coded in place: the error keeps its class and original, by which the
+                # websocket transport closes the connection (4400) on a query that does
+                # not parse or names an unknown operation.
+                error.extensions = {**(error.extensions or {}), "code": code}
                 cleaned.append(error)
             else:
                 # Logged (with its trace) by TavleSchema.process_errors, which sees every
@@ -261,13 +279,20 @@ class ErrorCodes(SchemaExtension):
         return cleaned
 
 
+# Errors of the request itself that strawberry raises as plain exceptions: no query, an
+# unknown operation name, an operation type the transport does not take.
+REQUEST_ERRORS = (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError)
+
 # The answers by which a mutation is refused; an unexpected fault is logged instead.
 REFUSALS = frozenset({FORBIDDEN, NOT_FOUND, BAD_USER_INPUT})
 
 
 class RequestSession(SchemaExtension):
-    """Writes the request's restricted-field reads to the audit log, then closes the
-    request's database session."""
+    """Writes the request's audit events (restricted-field reads, a refused mutation)
+    before its answer leaves, then closes the request's database session."""
+
+    def __init__(self) -> None:
+        self._streamed = False
 
     async def on_execute(self):  # type: ignore[no-untyped-def]
         # Whose token it is, read before any resolver runs. A query reads it on the
@@ -278,59 +303,76 @@ class RequestSession(SchemaExtension):
         await execution.context.authenticate(shared=execution.operation_type is OperationType.QUERY)
         yield
 
+    async def on_stream_result(self, result: Any):  # type: ignore[no-untyped-def]
+        # A websocket operation's results (each pushed message of a subscription) are
+        # sent as they come, while the operation is still open: each one's audit events
+        # are written before it leaves, as an HTTP answer's are.
+        self._streamed = True
+        if isinstance(result, ExecutionResult):
+            await self._finish(result)
+        yield
+
     async def on_operation(self):  # type: ignore[no-untyped-def]
         context = self.execution_context.context
         try:
             yield
-            self._note_refused_mutation(context)
-            if context.pending_audit:
-                await self._write_audit(context)
+            result = self.execution_context.result
+            if not self._streamed and result is not None:
+                await self._finish(result)
         finally:
             # Also when an exception comes through the operation (then it is thrown in
             # at the yield): the session and its connection never outlive the request.
             context.release()
             await context.db.close()
 
-    async def _write_audit(self, context: Any) -> None:
-        """Write the request's audit events. If that fails, a query's answer is withheld:
-        a read of a national id must not leave without its trace. ErrorCodes has already
-        run, so the fault is masked here (it went out with the SQL and its parameters).
-        A mutation's answer still goes out: its change is committed, and audited in its
-        own transaction; an error would have the client try it again."""
+    async def _finish(self, result: ExecutionResult) -> None:
+        context = self.execution_context.context
+        self._note_refused_mutation(context, result)
+        if not context.pending_audit:
+            return
+        events, context.pending_audit = context.pending_audit, []
+        # Shielded: a client that hangs up as the answer goes out does not cancel the
+        # record of what it was given.
+        written = await asyncio.shield(self._write_audit(context, events))
+        if not written and _operation_type(self.execution_context) is not OperationType.MUTATION:
+            # A read of a national id must not leave without its trace. A mutation's
+            # answer still goes out: its change is committed, and audited in its own
+            # transaction; an error would have the client try it again.
+            result.data = None
+            result.errors = [
+                GraphQLError(
+                    "Det oppstod en uventet feil.", extensions={"code": INTERNAL_SERVER_ERROR}
+                )
+            ]
+
+    async def _write_audit(self, context: Any, events: list[dict[str, Any]]) -> bool:
         session = context.db.session
         try:
             # Reads ran in a read transaction; end it so the audit rows commit alone.
             await session.rollback()
             async with session.begin():
-                await audit.record_many(session, context.pending_audit)
-        except Exception:  # noqa: BLE001 - any failure withholds the answer
+                await audit.record_many(session, events)
+        except Exception:  # noqa: BLE001 - the caller withholds the answer
             log.exception("could not write the request's audit events")
-            execution = self.execution_context
-            result = execution.result
-            if result is not None and _operation_type(execution) is not OperationType.MUTATION:
-                result.data = None
-                result.errors = [
-                    GraphQLError(
-                        "Det oppstod en uventet feil.", extensions={"code": INTERNAL_SERVER_ERROR}
-                    )
-                ]
+            return False
+        return True
 
-    def _note_refused_mutation(self, context: Any) -> None:
+    def _note_refused_mutation(self, context: Any, result: ExecutionResult) -> None:
         """A logged-in person's mutation that was refused (not allowed, not found, bad
         input) changed nothing, but the attempt is a use of the system like any other:
-        an audit event names the fields and why. (ErrorCodes, which exits first, has
-        given every error its code.)"""
+        an audit event names the mutations (by name, not by the client's alias) and
+        why."""
         execution = self.execution_context
         principal = getattr(context, "_principal", None)
-        result = execution.result
-        if principal is None or result is None or not result.errors:
+        if principal is None or not result.errors:
             return
         if _operation_type(execution) is not OperationType.MUTATION:
             return
+        names = _root_field_names(execution)
         refused = [
-            {"field": error.path[0] if error.path else None, "code": code}
+            {"field": names.get(error.path[0], error.path[0]) if error.path else None, "code": code}
             for error in result.errors
-            if (code := (error.extensions or {}).get("code")) in REFUSALS
+            if (code := error_code(error)) in REFUSALS
         ]
         if refused:
             context.pending_audit.append(
@@ -342,6 +384,25 @@ class RequestSession(SchemaExtension):
                     "detail": {"refused": refused},
                 }
             )
+
+
+def _root_field_names(execution: Any) -> dict[str, str]:
+    """Response key (alias or name) -> field name, for the operation's root fields."""
+    document = execution.graphql_document
+    names: dict[str, str] = {}
+    if document is None:
+        return names
+    wanted = execution.operation_name
+    for definition in document.definitions:
+        if not isinstance(definition, OperationDefinitionNode):
+            continue
+        if wanted is not None and (definition.name is None or definition.name.value != wanted):
+            continue
+        for selection in definition.selection_set.selections:
+            if isinstance(selection, FieldNode):
+                key = selection.alias.value if selection.alias else selection.name.value
+                names[key] = selection.name.value
+    return names
 
 
 def _operation_type(execution: Any) -> OperationType | None:

@@ -16,9 +16,7 @@ import strawberry
 from sqlalchemy import func, select
 from strawberry.dataloader import DataLoader
 
-from core import audit
 from core.access.grants import principal_for_token
-from core.db import transaction
 from core.messages import service
 from core.messages.attachments import AttachmentInput as AttachmentData
 from core.messages.feed import feed
@@ -684,16 +682,6 @@ async def _still_logged_in(ctx: Context) -> None:
     ctx._principal = principal
 
 
-async def _write_pending_audit(ctx: Context) -> None:
-    """A stream lives for hours: the audited reads of each pushed message (the school
-    nurse reading a guardian's message) are written when it has been sent, not at the end."""
-    if not ctx.pending_audit:
-        return
-    reads, ctx.pending_audit = ctx.pending_audit, []
-    async with transaction(ctx.state.sessions) as tx:
-        await audit.record_many(tx, reads)
-
-
 @strawberry.type
 class MessageSubscription:
     @strawberry.subscription(description="Messages sent to you from now on, as they arrive.")
@@ -712,8 +700,13 @@ class MessageSubscription:
                         # Fresh loaders and a fresh read snapshot for every pushed message.
                         ctx.extra.pop("messages", None)
                         await ctx.db.close()
+                        # Its fields are read (and their audit events written, by
+                        # RequestSession) before it leaves; then the session's connection
+                        # goes back to the pool until the next one (found by review: it
+                        # stayed checked out, in a read transaction, for hours).
                         yield Message.of(row)
-                        await _write_pending_audit(ctx)
+                        ctx.extra.pop("messages", None)
+                        await ctx.db.close()
                     try:
                         await asyncio.wait_for(wake.wait(), timeout=POLL_SECONDS)
                     except TimeoutError:

@@ -103,7 +103,7 @@ def cmd_migrate(args: argparse.Namespace) -> None:
     from alembic.util import CommandError
 
     from core.db import create_engine
-    from core.migrate import current_revision, upgrade
+    from core.migrate import MigrationDataError, current_revision, upgrade
 
     async def main() -> str | None:
         engine = create_engine(_settings().database_url)
@@ -117,6 +117,8 @@ def cmd_migrate(args: argparse.Namespace) -> None:
         reached = asyncio.run(main())
     except CommandError as error:
         raise CliError(f"ukjent revisjon {args.revision!r}: {error}") from None
+    except MigrationDataError as error:
+        raise CliError(str(error)) from None
     if args.revision != "head" and reached != args.revision:
         # alembic's upgrade to an older revision does nothing: say so, not "migrated".
         raise CliError(

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from functools import cache
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.config import PROJECT_ROOT
+
+
+class MigrationDataError(Exception):
+    """A migration found data it cannot carry forward; the message says what to mend.
+    Nothing of the migration is applied."""
 
 
 def alembic_config(database_url: str | None = None) -> Config:
@@ -29,13 +36,25 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
+    await migrating(engine, _upgrade)
+
+
+async def migrating(engine: AsyncEngine, work: Callable[[Connection], None]) -> None:
+    """Run alembic's `work` on a connection of `engine` and commit it; on a failure roll
+    it back. On SQLite, migrations/env.py turns foreign keys off for its table copies:
+    they are turned on again here, when no transaction is open, whether the migration
+    went through or not, before the connection serves anyone else."""
     async with engine.connect() as connection:
-        await connection.run_sync(_upgrade)
-        await connection.commit()
-        if connection.dialect.name == "sqlite":
-            # migrations/env.py turned them off for SQLite's table copies; back on, now
-            # that no transaction is open, before the connection serves anyone else.
-            await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        try:
+            await connection.run_sync(work)
+            await connection.commit()
+        except BaseException:
+            await connection.rollback()
+            raise
+        finally:
+            if connection.dialect.name == "sqlite":
+                await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                await connection.commit()
 
 
 def upgrade_sync(database_url: str, revision: str = "head") -> None:

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 
 from core.config import Settings
 from core.db import create_engine
+from core.migrate import migrating
 from core.models import Base
 
 config = context.config
@@ -28,6 +29,9 @@ def _run(connection: Connection) -> None:
         # cascades into them: off while migrating (it only takes effect outside a
         # transaction, so before the migration's), and every key checked afterwards.
         connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        # One transaction for the whole migration: the driver opens none before DDL, so a
+        # failing step left the earlier ones applied (found by review).
+        connection.exec_driver_sql("BEGIN")
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
@@ -39,20 +43,17 @@ def _run(connection: Connection) -> None:
         if sqlite:
             broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
             if broken:
-                raise RuntimeError(f"the migration broke foreign keys: {broken[:5]}")
-    # Whoever holds the connection turns foreign keys back on once the migration is
-    # committed (core.migrate.upgrade, _run_async): inside its transaction it would not
-    # take effect.
+                raise RuntimeError(f"foreign keys do not hold after the migration: {broken[:5]}")
+    # Whoever holds the connection commits and turns foreign keys back on
+    # (core.migrate.migrating): inside the transaction it would not take effect.
 
 
 async def _run_async() -> None:
     engine = create_engine(_database_url())
-    async with engine.connect() as connection:
-        await connection.run_sync(_run)
-        await connection.commit()
-        if connection.dialect.name == "sqlite":
-            await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
-    await engine.dispose()
+    try:
+        await migrating(engine, _run)
+    finally:
+        await engine.dispose()
 
 
 def run_migrations_online() -> None:

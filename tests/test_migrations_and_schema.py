@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -108,3 +110,69 @@ async def test_database_refuses_what_the_domain_forbids(sessions):
             with pytest.raises(IntegrityError):
                 await session.execute(statement)
                 await session.commit()
+
+
+async def test_a_migration_that_fails_leaves_nothing_behind(tmp_path, monkeypatch, capsys):
+    """On SQLite the driver opens no transaction before DDL, so a failing migration left
+    its first steps applied and could not be run again (found by review). Data the new
+    constraints refuse stops it with what to mend; nothing of it is applied, foreign
+    keys are on again, and once the data is mended it goes through."""
+    from sqlalchemy import text
+
+    from core.cli import main
+    from core.db import create_engine, create_sessionmaker
+    from core.demo import load_demo
+    from core.migrate import current_revision, head_revision, upgrade
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'tavle.db'}"
+    engine = create_engine(url)
+    try:
+        await upgrade(engine, "0004")
+        await load_demo(create_sessionmaker(engine))
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("UPDATE school SET last_grade = 13 WHERE name = 'Vestby skole'")
+            )
+
+        async def schema() -> list[tuple[str, str]]:
+            async with engine.connect() as connection:
+                rows = await connection.execute(
+                    text("SELECT type, name FROM sqlite_master ORDER BY type, name")
+                )
+                return [tuple(row) for row in rows]
+
+        before = await schema()
+        monkeypatch.setenv("TAVLE_DATABASE_URL", url)
+        with pytest.raises(SystemExit) as failed:
+            # The command runs an event loop of its own: in a thread here.
+            await asyncio.get_running_loop().run_in_executor(None, main, ["migrate"])
+        assert failed.value.code == 1
+        err = capsys.readouterr().err
+        assert "1 skoler der trinnene ikke er 1-10" in err and "Traceback" not in err
+        assert await schema() == before  # no index, no half-copied table
+        assert await current_revision(engine) == "0004"
+        # The same failure in this process: the pooled connection has its keys on.
+        with pytest.raises(Exception, match="skoler"):
+            await upgrade(engine, "head")
+        async with engine.connect() as connection:
+            assert (await connection.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("UPDATE school SET last_grade = 10 WHERE name = 'Vestby skole'")
+            )
+        # A failure after every step has run (a key that does not hold, found by the
+        # check at the end): all of it is rolled back.
+        with sqlite3.connect(tmp_path / "tavle.db") as raw:
+            raw.execute("PRAGMA foreign_keys=OFF")
+            raw.execute("UPDATE enrolment SET school_id = 9999 WHERE id = 1")
+        with pytest.raises(RuntimeError, match="foreign keys"):
+            await upgrade(engine, "head")
+        assert await schema() == before
+        with sqlite3.connect(tmp_path / "tavle.db") as raw:
+            raw.execute(
+                "UPDATE enrolment SET school_id = (SELECT min(id) FROM school) WHERE id = 1"
+            )
+        await upgrade(engine, "head")
+        assert await current_revision(engine) == head_revision()
+    finally:
+        await engine.dispose()

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from core.migrate import MigrationDataError
+
 revision: str = "0005"
 down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
@@ -35,7 +37,50 @@ CHECKS = {
 }
 
 
+# Rows the new constraints refuse, each with what an administrator should look for.
+REFUSED_ROWS = {
+    "skoler der trinnene ikke er 1-10 med første <= siste": (
+        "SELECT count(*) FROM school WHERE NOT "
+        "(first_grade BETWEEN 1 AND last_grade AND last_grade <= 10)"
+    ),
+    "elever innskrevet på et trinn utenfor 1-10": (
+        "SELECT count(*) FROM enrolment WHERE grade NOT BETWEEN 1 AND 10"
+    ),
+    "grupper med et trinn utenfor 1-10": (
+        "SELECT count(*) FROM student_group WHERE grade IS NOT NULL "
+        "AND grade NOT BETWEEN 1 AND 10"
+    ),
+    "kommunedekkende roller gitt samme person mer enn én gang": (
+        "SELECT count(*) FROM (SELECT person_id, role FROM role_assignment "
+        "WHERE school_id IS NULL GROUP BY person_id, role HAVING count(*) > 1) AS twice"
+    ),
+    "kommunedekkende særtilganger gitt samme person mer enn én gang": (
+        "SELECT count(*) FROM (SELECT person_id, permission FROM special_permission_assignment "
+        "WHERE school_id IS NULL GROUP BY person_id, permission HAVING count(*) > 1) AS twice"
+    ),
+    "kommuneansettelser registrert mer enn én gang for samme person": (
+        "SELECT count(*) FROM (SELECT person_id FROM employment WHERE school_id IS NULL "
+        "GROUP BY person_id HAVING count(*) > 1) AS twice"
+    ),
+}
+
+
+def _refuse_data_the_constraints_would() -> None:
+    """Say what to mend, rather than fail on the first constraint with SQL."""
+    bind = op.get_bind()
+    found = [
+        f"{count} {what}"
+        for what, statement in REFUSED_ROWS.items()
+        if (count := bind.execute(sa.text(statement)).scalar())
+    ]
+    if found:
+        raise MigrationDataError(
+            "Migrering 0005 kan ikke gjennomføres før dataene er rettet: " + "; ".join(found)
+        )
+
+
 def upgrade() -> None:
+    _refuse_data_the_constraints_would()
     for name, (table, columns) in PARTIAL_UNIQUE.items():
         op.create_index(
             name,

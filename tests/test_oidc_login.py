@@ -502,3 +502,16 @@ async def test_only_the_browser_that_started_a_login_can_finish_it(
     assert "nettleseren" in other[0].json()["message"]
     assert flow.response.status_code == 200, flow.response.text
     assert await resolve(env, flow.response.json()["token"]) is not None
+
+
+async def test_the_login_cookie_is_for_the_callback_only(client: httpx.AsyncClient):
+    """HttpOnly (no script reads it), SameSite=Lax (sent on the provider's redirect back,
+    not on other sites' requests), and scoped to the redirect URI's path."""
+    response = await client.get("/auth/idporten/login")
+    cookie = response.headers["set-cookie"]
+    state = parse_qs(urlsplit(response.headers["location"]).query)["state"][0]
+    assert cookie.startswith(f"tavle_login_idporten={state};")
+    attributes = {part.strip().split("=")[0].lower(): part for part in cookie.split(";")[1:]}
+    assert "httponly" in attributes
+    assert attributes["samesite"].strip().lower() == "samesite=lax"
+    assert attributes["path"].strip() == f"Path={urlsplit(BASE).path}/auth/idporten/callback"

@@ -30,6 +30,7 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import authlib.deprecate
 import httpx
@@ -197,6 +198,10 @@ def _state_cookie(provider_name: str) -> str:
     return f"tavle_login_{provider_name}"
 
 
+def _callback_path(provider: OidcProviderSettings) -> str:
+    return urlsplit(provider.redirect_uri).path or "/"
+
+
 def _provider(request: Request) -> OidcProviderSettings:
     state: AppState = request.app.state.tavle
     name = request.path_params["provider"]
@@ -278,7 +283,9 @@ class _OidcLogin:
             _state_cookie(provider.name),
             state,
             max_age=int(STATE_MAX_AGE.total_seconds()),
-            path=f"/auth/{provider.name}/callback",
+            # Where the provider sends the browser back: behind a proxy with a path
+            # prefix that is not the route's own path.
+            path=_callback_path(provider),
             secure=provider.redirect_uri.startswith("https://"),
             httponly=True,
             samesite="lax",  # sent on the provider's top-level redirect back to us
@@ -290,7 +297,9 @@ class _OidcLogin:
     async def callback(self, request: Request) -> Response:
         app_state: AppState = request.app.state.tavle
         provider_name = request.path_params["provider"]
-        known = any(p.name == provider_name for p in app_state.settings.oidc_providers)
+        known = next(
+            (p for p in app_state.settings.oidc_providers if p.name == provider_name), None
+        )
         try:
             provider = _provider(request)
             token = await self._complete(request, provider)
@@ -303,10 +312,9 @@ class _OidcLogin:
                 {"token": token, "expires_in": app_state.settings.session_ttl_seconds},
                 headers={"Cache-Control": "no-store"},
             )
-        if known:  # (an unknown name from the path is no cookie's name)
+        if known is not None:  # (an unknown name from the path is no cookie's name)
             # Spent either way: a state is used once.
-            path = f"/auth/{provider_name}/callback"
-            response.delete_cookie(_state_cookie(provider_name), path=path)
+            response.delete_cookie(_state_cookie(known.name), path=_callback_path(known))
         return response
 
     async def _complete(self, request: Request, provider: OidcProviderSettings) -> str:

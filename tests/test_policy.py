@@ -283,6 +283,20 @@ async def test_municipality_adds_a_role_by_editing_roles_csv_alone(policy_dir, s
             # Inherited from grunntilgang through g2: school read at the role's school.
             assert [s["name"] for s in body["data"]["schools"]] == ["Vestby skole"]
         await app.state.tavle.engine.dispose()
+        # `policy explain` names the role held and the one it inherits the rule from.
+        from core.access.explain import _explain
+
+        allowed, lines = await _explain(
+            Settings(database_url=settings.database_url, policies_dir=policy_dir),
+            person.username,
+            "read",
+            f"School:{vestby}",
+        )
+        assert allowed, lines
+        assert (
+            lines[-1].startswith("TILLATT av roles.csv:") and "p, grunntilgang, school" in lines[-1]
+        )
+        assert f"spesialpedagog, school:{vestby}; spesialpedagog arver grunntilgang" in lines[-1]
     finally:
         async with sessions() as s, s.begin():
             await s.execute(delete(RoleAssignment).where(RoleAssignment.role == "spesialpedagog"))

@@ -85,15 +85,22 @@ async def _matching_lines(
 ) -> list[tuple[str, str, PolicyLine]]:
     """(domain, held role, p line) for every way Casbin lets the person do `action` on
     `resource`: at each domain they hold roles at where the m2 matcher allows it, the p
-    lines of the roles (inherited ones included) held there."""
+    lines of the roles they hold there, or inherit (g2) from one they hold."""
+    held = enforcer.get_filtered_named_grouping_policy("g", 0, subject(person_id))
     found = []
     for domain_name in held_domains(enforcer, person_id):
         if not person_may(enforcer, person_id, domain_name, resource, action):
             continue
-        for role in await roles_at(enforcer, person_id, domain_name):
+        reachable = set(await roles_at(enforcer, person_id, domain_name))
+        for _, held_role, held_domain in held:
+            if held_domain != domain_name:
+                continue
+            inherited = set(policy.roles_of(held_role)) & reachable
             for line in policy.lines:
-                if line.kind == "p" and line.values[:3] == (role, resource, action):
-                    found.append((domain_name, role, line))
+                if line.kind == "p" and line.values[:3] in {
+                    (role, resource, action) for role in inherited
+                }:
+                    found.append((domain_name, held_role, line))
     return found
 
 
@@ -103,7 +110,9 @@ async def _exists(session: Any, resource: str, pk: int) -> bool:
         case "student":
             found = exists().where(Enrolment.student_id == pk)
         case "guardian":
-            found = exists().where(Guardianship.guardian_id == pk)
+            found = exists().where(
+                Guardianship.guardian_id == pk, Guardianship.parental_responsibility.is_(True)
+            )
         case "employee":
             found = exists().where(Employment.person_id == pk)
         case "group":
@@ -149,9 +158,12 @@ async def _explain(settings: Settings, username: str, action: str, resource_id: 
                     await session.execute(select(_condition(principal, resource, scoped, pk)))
                 ).scalar()
                 if inside:
+                    inheritance = (
+                        "" if role == line.values[0] else f"; {role} arver {line.values[0]}"
+                    )
                     lines.append(
                         f"TILLATT av {line.file.name}:{line.line}: {line}  "
-                        f"(via g, {subject(person.id)}, {role}, {domain_name})"
+                        f"(via g, {subject(person.id)}, {role}, {domain_name}{inheritance})"
                     )
                     return True, lines
             if not await _exists(session, resource, pk):

@@ -98,7 +98,8 @@ class TavleGraphQL(GraphQL):
         db = RequestDatabase(state.sessions())
         if request.scope["type"] == "websocket":
             # Browsers cannot set headers on a websocket: the token comes in the
-            # connection_init payload (on_ws_connect).
+            # connection_init payload (on_ws_connect). The connection's session serves no
+            # operation (each gets its own, SocketContext.for_operation) and never opens.
             return SocketContext(request=request, state=state, db=db)
         context = Context(request=request, state=state, db=db)
         header = request.headers.get("authorization", "")

@@ -9,7 +9,8 @@ matcher: may this person do ACTION on RESOURCE at this domain, through which rol
 
 Requests do not build an enforcer: Casbin's per-enforcer set-up costs milliseconds. A
 request reads the same `g` rows in the statement that checks its token
-(core/access/grants.py) and asks the role-level matcher `m` for each grant's scopes.
+(core/access/grants.py) and asks the role-level matcher `m` for each grant's scopes;
+one person's rows reach this adapter through that module's statement too.
 tests/test_policy.py proves the two agree for every persona, resource and action.
 `tavle policy explain` and `tavle policy check` use this adapter.
 
@@ -29,6 +30,7 @@ from casbin.util import key_match
 from sqlalchemy import Integer, Select, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.access.grants import load_grants
 from core.access.policy import Policy
 from core.access.vocabulary import GUARDIAN_ROLE
 from core.models import Guardianship, RoleAssignment, SpecialPermissionAssignment
@@ -59,8 +61,9 @@ class PersonFilter:
     person_id: int
 
 
-def _assignments(person_id: int | None) -> Select[Any]:
-    """(person, role, school) of every grant, or of one person's."""
+def _everyones_grants() -> Select[Any]:
+    """(person, role, school) of every grant in the municipality. One person's are read
+    by core/access/grants.py, with the statement every request uses."""
     roles = select(RoleAssignment.person_id, RoleAssignment.role, RoleAssignment.school_id)
     special = select(
         SpecialPermissionAssignment.person_id,
@@ -73,10 +76,6 @@ def _assignments(person_id: int | None) -> Select[Any]:
         .where(Guardianship.parental_responsibility.is_(True))
         .distinct()
     )
-    if person_id is not None:
-        roles = roles.where(RoleAssignment.person_id == person_id)
-        special = special.where(SpecialPermissionAssignment.person_id == person_id)
-        guardians = guardians.where(Guardianship.guardian_id == person_id)
     return union_all(roles, special, guardians)  # type: ignore[return-value]
 
 
@@ -108,7 +107,12 @@ class RoleAssignmentAdapter(AsyncAdapter, AsyncFilteredAdapter):  # type: ignore
             else:
                 model.add_policy("g", "g2", list(line.values))
                 model.add_policy("g", "g", [*line.values, EVERY_DOMAIN])
-        rows = await self._session.execute(_assignments(person_id))
+        if person_id is None:
+            rows = [tuple(row) for row in await self._session.execute(_everyones_grants())]
+        else:
+            # The very rows a request of this person is authorized by.
+            held = await load_grants(self._session, person_id)
+            rows = [(person_id, grant.role, grant.school_id) for grant in held]
         for holder, role, school_id in rows:
             model.add_policy("g", "g", [subject(holder), role, domain(school_id)])
 
